@@ -1,0 +1,122 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/storetest"
+)
+
+var redisURL string
+
+func TestMain(m *testing.M) {
+	url, stop, err := storetest.StartRedis(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	redisURL = url
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+var prefixes atomic.Int64
+
+// newRedis returns a store on the shared container with a prefix of its own,
+// so parallel tests never see each other's keys.
+func newRedis(t *testing.T) (*store.Redis, redis.UniversalClient, string) {
+	t.Helper()
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { c.Close() })
+	prefix := fmt.Sprintf("test%d:", prefixes.Add(1))
+	s, err := store.NewRedis(c, store.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, c, prefix
+}
+
+func TestRedisContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		s, _, _ := newRedis(t)
+		return s
+	})
+}
+
+// The key is the prefix plus the ID, the value never holds the ID, and the
+// TTL is set by the write itself.
+func TestRedisLayout(t *testing.T) {
+	s, c, prefix := newRedis(t)
+	ctx := context.Background()
+	id := storetest.NewID(t)
+	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":"b"}`, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := c.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := prefix + "t:" + string(id[:]); len(keys) != 1 || keys[0] != want {
+		t.Fatalf("keys = %q, want [%q]", keys, want)
+	}
+	ttl, err := c.PTTL(ctx, keys[0]).Result()
+	if err != nil || ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Fatalf("PTTL = %v, %v; want about one hour", ttl, err)
+	}
+	val, _ := c.Get(ctx, keys[0]).Result()
+	if strings.Contains(val, string(id[:])) || strings.Contains(val, id.String()) {
+		t.Fatal("the value repeats the record ID")
+	}
+}
+
+// Every operation on an unreachable Redis fails fast with ErrUnavailable.
+func TestRedisUnavailable(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	s, err := store.NewRedis(c, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := storetest.NewID(t)
+	checks := map[string]error{
+		"Put":    s.Put(ctx, id, storetest.NewRecord(`{}`, time.Minute)),
+		"Delete": s.Delete(ctx, id),
+		"Ping":   s.Ping(ctx),
+	}
+	_, checks["Get"] = s.Get(ctx, id)
+	for op, err := range checks {
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s: got %v, want ErrUnavailable", op, err)
+		}
+	}
+}
+
+// A reply error that is not an outage (here: a key of the wrong type) is
+// not reported as ErrUnavailable: it is a bug, not a reason to retry.
+func TestRedisWrongTypeIsNotAnOutage(t *testing.T) {
+	s, c, prefix := newRedis(t)
+	ctx := context.Background()
+	id := storetest.NewID(t)
+	if err := c.LPush(ctx, prefix+"t:"+string(id[:]), "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Get(ctx, id)
+	if err == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get of a list key: got %v, want a plain error", err)
+	}
+}
