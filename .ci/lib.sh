@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # Helpers shared by the scripts under .ci/. Source it; it defines functions only.
 
+_step_summary=()
+
 # step NAME: print a section header and remember when it started.
 step() {
   _step_end
