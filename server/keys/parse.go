@@ -212,10 +212,11 @@ func fieldName(name string) string {
 	return "(name not shown)"
 }
 
-var quoted = regexp.MustCompile("'[^']*'|`[^`]*`|\"[^\"]*\"")
+var quoted = regexp.MustCompile("'[^']{2,}'|`[^`]{2,}`|\"[^\"]{2,}\"")
 
 // redactYAML removes quoted text from a YAML syntax error: yaml.v3 quotes
-// anchor names and values, which may be secrets.
+// anchor names and values, which may be secrets. Single characters, as in
+// "did not find expected ',' or ']'", are kept.
 func redactYAML(err error) error {
 	return errors.New(quoted.ReplaceAllString(err.Error(), "'…'"))
 }
