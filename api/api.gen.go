@@ -18,8 +18,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"encoding/json"
-
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/labstack/echo/v4"
 	"github.com/oapi-codegen/runtime"
@@ -131,8 +129,8 @@ type Error struct {
 // Example: invalid_token
 type ErrorError string
 
-// GenerateResponse defines model for GenerateResponse.
-type GenerateResponse struct {
+// GeneratedToken defines model for GeneratedToken.
+type GeneratedToken struct {
 	// ExpirationTime When the token expires, in Unix seconds.
 	//
 	// Example: 1595917409
@@ -804,7 +802,7 @@ type GenerateResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *GenerateResponse
+	JSON200 *GeneratedToken
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *BadRequest
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -820,7 +818,7 @@ type GenerateResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GenerateResponse) GetJSON200() *GenerateResponse {
+func (r GenerateResponse) GetJSON200() *GeneratedToken {
 	return r.JSON200
 }
 
@@ -928,11 +926,11 @@ type OpenapiResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *string
+	YAML200 *map[string]interface{}
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r OpenapiResponse) GetYAML200() *string {
+func (r OpenapiResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
 }
 
@@ -970,6 +968,8 @@ type ReadyzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Status
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *StoreUnavailable
 }
@@ -977,6 +977,11 @@ type ReadyzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ReadyzResponse) GetJSON200() *Status {
 	return r.JSON200
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ReadyzResponse) GetJSON500() *Internal {
+	return r.JSON500
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -1222,7 +1227,7 @@ func ParseGenerateResponse(rsp *http.Response) (*GenerateResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest GenerateResponse
+		var dest GeneratedToken
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -1316,7 +1321,7 @@ func ParseOpenapiResponse(rsp *http.Response) (*OpenapiResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest string
+		var dest map[string]interface{}
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -1347,6 +1352,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest StoreUnavailable
@@ -1569,7 +1581,7 @@ type GenerateResponseObject interface {
 	VisitGenerateResponse(w http.ResponseWriter) error
 }
 
-type Generate200JSONResponse GenerateResponse
+type Generate200JSONResponse GeneratedToken
 
 func (response Generate200JSONResponse) VisitGenerateResponse(w http.ResponseWriter) error {
 
@@ -1732,6 +1744,20 @@ func (response Readyz200JSONResponse) VisitReadyzResponse(w http.ResponseWriter)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Readyz500JSONResponse struct{ InternalJSONResponse }
+
+func (response Readyz500JSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2012,52 +2038,52 @@ func (sh *strictHandler) Verify(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"xFlRc9s2Ev4rO7jOnD1DyZItu7HylLSdNtf0komVu4fIJ0HESkRNAiwASlYz+u83C5AURdG1k7rTN4ki",
-	"sIsPu99+u/rMYp3lWqFylo0/M4M218qi//Kaiw/4W4HW0bdYK4fKf+R5nsqYO6nV2a9WK3qG9zzLU/Qf",
-	"jdGGjZlUa55KMVtosWURy9BavkI2Zi5BoIeQFdbBAoHDv27e/Rv04leMHdtFzMYJZpw2+8bgko3ZP872",
-	"jp6FX+3ZD97QbreLmEAbG5mTS2zMJgmCCa6DtJDxdKlNhmIMtWlpQWl3aBm0AQ7e6amiFXAybx5ifhrR",
-	"K3Pn0jltoAsHegkLXShhG+/S7+FVPlU5NzxDhwaExmA058YinMwXXMxKN+en/amik79RDo3i6ddCXq5u",
-	"wl09hPDWn4f3lYJC4X2OsUMBSy7TwmAf3jgLAh2XKYGT6tUKRQQK12jAonJ9Mn3jtMGPiq+5TPkieP/l",
-	"57S0y6xobNOOL6fvUIF/j7xpvBqBM1vgKy4VpNyheaaAa1oUUoTwUnaDBqQCJzO68iPH56d9+IDkkfel",
-	"z3a1NyEJCyXC2bkQkszx9L3RORonKU2dKbDLmzrsbHBJwEa6BHhwcwxcbZuhT/dk6TbXPC3QTpVUcVoI",
-	"FBSWUfMKeOESNmY8lz8jpfVS0nN2JgzfSLWyZ8tUa9Mb9sVmxSJm0ayRrgyL3pBFrLBo3gg29h96o3MC",
-	"321z2qJM/4jd91a6Vz6kIOh/4Jtfyttt/NqTWa6ND5uce6dQxVpItQqhQ0iGG3sQvSVPLUYsbzyqg+xz",
-	"O+rBOroxiLVAWGoDudErwzM7nqoeHGTzGPj+BogIEuTiiAL6ft0BwzydociDzJPMwiC/s8DBJjxHSGUm",
-	"3eHWREjjI94iS7FWS7kqKD4CjR0u5Lmc3WHlVs6NU2jgDr13mbRWqhW5UKg7pTeqZZUirVwakmO/KNqT",
-	"clStpo3wPpfGRx0hqsV25rSepdyssIWNJlppHcHK3w/OXyhb5BQjKGYZCslnFDeNjf5p4btAPr3JNsca",
-	"8zjG3FVuKO1mSwJnHsE8Q5doMaNnPE31BsV8DEqDLeIEjC4c0jHCW2H5cco3Ienii5dgGoxQYho4nCKr",
-	"i31fguxgX9Aq3ZYZrIqMjT+xRpSyqF2iG/HS+FYGQfN3cp1F7PCCKLs7AWcRqzH0RN2GkHiig9Hranbb",
-	"YKAjJ0qisM5ItSI6qQvBcQYnRcZVzyAXPpPxPk+58tWm32Q59hUhe+zJLmKEtP9x/Kmklb17t23i20Xs",
-	"R1RouMMPpQ77UuYiV/xxZlRvjhH4b4KqEXzBdRtRgfqo5D1YjDWRQBOM4eX15fXw29HgOmJ0fO6Cprga",
-	"7Y9MN7UKlbTccybVsfmbsD0sjc5A6Q0Uysn02KED+xdXg8GTLIeAODJK1dCitVKrYCUCDoYroTP4+PHN",
-	"97Ae9WFikDuQDrgnUowNusOQWCyWwxfL82HvQgxEb8RHcW9xdTnoXcfDkRgNvr2MccAafhaFFF3R6V2Y",
-	"SdEVnopnobLsERFo5JrynCCjHL/56VXv/PIKEm4T0lx+kaUVU1WGrKL0t8CVAC4yqSDmaWq9ACDqXxmu",
-	"HBG3p8mDQ16KweI8Hi2HeM1fLL6Nr8QljpYX/HwxjAfimpIy546yko3Z/z4Nete8t7z9fHG+++bR+K/z",
-	"tQIgOorXg+jpyo8bx11hvzArbL2oIkF919j9AXfLVcdekD7DuDDSbW9IpwUjC+QGzeQPQpDuNlwQtzC/",
-	"7/Fc9kKJjLw89o9fFS7RRv7uQRnDa78rTIvB4CL2L/uPOKfY9CrRh6Z/a38BiXM5oVXWa9JpHcHWqOYR",
-	"2W5Kga2PQAKRO236notpY69iiM65NxwOEWpDabvUhR4kn3MPQPKqxCKjBPYW5+/f3UzgbFVS4PwRqy36",
-	"r+zS9Ui11F3k0+AA69MMhXTaQCrVne3DHpIFj+9QCe+crTSzX8GnauEVOQmohsb24rp9gpcexdLI0nih",
-	"IYCqT5mv5VZkrtzhxx8mcLZGI5fbeX+qpuqHNZpt6NyqbiLhdq+E5p+nobJM2XjKQqCQQA1xMmXRtCo4",
-	"jRd8GQSH9656bUfWKEznfrN5ELnSVpqXuCRDrtyB8A0HLPent/2PqPMUA7OkMsayjJWXR9lqJDpufJA4",
-	"6ULB9ZeyjlnE1mhsuLFhf9Af0Fs6R8Vzycbsoj/oXwQWSnze1Wj7NkCHWUXr4klaBMiqoYCH7sSD6K/g",
-	"FApF+pzD0qBNqvJQpqsSUxWwtw1m9hdGjOw5a9uHSb0dQWHQFUahgELFCVcrH+RTdXDDD9Y/uvlJS3Gv",
-	"qHeQqqIOkuUUs35OQeeZqpN5s32+7202mx793CtM6lsjFPNT8q3St/6+Ur2SqmfdNkX4aTJ5P1VxKqnt",
-	"HQPyOIGlxFTAAmNNdYZD4Evf09YHDrcd+EJq5Ru8Ssv426oShY0/ta/nrVyi747LlqQuYpUYge9xyYvU",
-	"WXC6rfgDJ6rJ5C2cDCHRBfUiKdomnZ2+rAdNC3QbRAVDH9A+BxubZfxeZkUGJ+cjv5Xt2KtVMYM48TT1",
-	"W4Fmu2epoKH3c4UjAZNJRdbYeHgsZna3oRihda9Jmn/RkOQv6NCfNh4pZxVEwY8GYsvnR3z8Y5+6tcDn",
-	"Du3VquQHJd+ZAv2Dxgj0fDB4AvZPQ+dI2//hHInis0Eu5P0oONNlo3b6rDG09Usu/tzsdt/77cdrx30/",
-	"7IXA88zSGhxXjU4OBw71cKSRviVZThWx5cnRDKOasI6GX4nJUbe7h+SgrlD7TW+QjOcKhlcXL0aw2Dq0",
-	"z4ROl5UWL/ohCJwMr+Bn+bqLxgISl1+HxINt/h6Rg7FKPedvbe/HWY8yxfOCplC6BE2Yqik/T/v44W2v",
-	"NObLqQfn8inZVk/r/YKLxxccjb+b7YQvjk3R/umWCoEtsozk0pj9IqlNOOxmgyyFLlVK6pivbN18WXZL",
-	"5s4S5KlLfidvV9ghmF6VWud8MIBNIlMM0z+jY4oiXy+slwovqWOuZ5qp1nfAnX/Zj3P6R5rgp9LyX0iz",
-	"ZYv4QBRUhyARlMo1lvP2GuG3co0KbRO6+gQVfKUa7W95lj6IIRl7l6N69f4NCB0XGXV4LpEWFlJxs4UN",
-	"t7AoZOp8a38M1btS834RVJVLe6jaTW4nKm1H26hMyG8yabgf0D8IDfU226cG1sEoKsxBS5UdweXgAjTl",
-	"6Ubajjj6EOz8bWFU/69kSCJTIvf/JAXUWNPR5GMhGPqHR3HeC3TAex67dEuNvnQ++Mq/hU78YOIOtzYK",
-	"MwoixqkK/wMFmbzN0Z6G/iZcVqsVqaYYVJfVVD19iNHRNfwnnOwvvNlapXaXiQBX8z+zOkgpDoMa8U59",
-	"x+MEe1TojE47LiHd8K2FudI9v9v85Z6mfUEkzlwgxLSNOBw2VmsOOoijVH4OgVeNUbr+PX367Ps5/0F9",
-	"slVqeA//awpBaglTS8FrEASmcuF1d7r1iDudCuBUZUs9+HcV+sP52KfbXdSaIrarPzFDM6X1shpNdRb6",
-	"XdXahaa7MGk5GhyfnaU65mmirRu/GLwYMLJTbtCOYpIcpLmJCALr0LcDBeLH9VXXG8zTWQ73CZW/arvr",
-	"YkI9DqbLxg4Nrtvd7v4fAAD//w==",
+	"xFlvc9s20v8qO3g689gzlCzZshsrr5K20+aaXjKxcvci8kkQsRJRkwALgJLVjL77zQIkRVF07aTu9Z1E",
+	"AtjF/vntb5efWayzXCtUzrLxZ2bQ5lpZ9H9ec/EBfyvQOvoXa+VQ+Z88z1MZcye1OvvVakXP8J5neYr+",
+	"pzHasDGTas1TKWYLLbYsYhlay1fIxswlCPQQssI6WCBw+MfNu3+CXvyKsWO7iNk4wYzTYd8YXLIx+7+z",
+	"vaJn4a09+8EL2u12ERNoYyNzUomN2SRBMEF1kBYyni61yVCMoRYtLSjtDiWDNsDBKz1VtANO5s1LzE8j",
+	"WjJ3Lp3TAbpwoJew0IUStrGW3oelfKpybniGDg0IjUFozo1FOJkvuJiVas5P+1NFN3+jHBrF0681ebm7",
+	"ae7qIYRVf968rxQUCu9zjB0KWHKZFgb78MZZEOi4TMk4qV6tUESgcI0GLCrXJ9E3Thv8qPiay5QvgvZf",
+	"fk9Lp8yKxjHt+HL6DhX4daRNY2kEzmyBr7hUkHKH5pkCrilRSBHCS9kNGpAKnMzI5UeKz0/78AFJI69L",
+	"n+1qbUISFkqEu3MhJInj6XujczROUpo6U2CXNnXY2aCSgI10CfCg5hi42jZDn/xkyZtrnhZop0qqOC0E",
+	"CgrLqOkCXriEjRnP5c9Iab2U9JydCcM3Uq3s2TLV2vSGfbFZsYhZNGskl2HRG7KIFRbNG8HG/kdvdE7G",
+	"d9ucjijTP2L3vZXulQ8pCPof+OaX0ru7iAUvPGiRJU8tRixvPKoD53M7ksE68gLEWiAstYHc6JXhmR1P",
+	"VQ8OMnQMfG9VSu4EuThK677fd4AaT0cd0iDzwLEwyO8scLAJzxFSmUl3eDSBzPgIi0hSrNVSrgryeYCm",
+	"w408l7M7rNTKuXEKDdyh1y6T1kq1IhUKdaf0RrWkUvSUW0PA7zdFe6CNqt10EN7n0vhIIotqsZ05rWcp",
+	"Nyts2UYTVLSuYOXvB/cvlC3yXBuHYpahkHxGkdI46P8tfBcApTfZ5ljbPI4xd5UaSrvZkowzj2CeoUu0",
+	"mNEznqZ6g2I+BqXBFnECRhcO6RphVdh+nMZNk3RhwEswjSwvbRpwmSKrC1FfguxAVNAq3ZZZqYqMjT+x",
+	"RpSyqF12G/HS+FcGQfM9qc4iduggythOg7OI1Tb04Ns2IeV+B0rXFeq2gSpHSpTJb52RakU5X4P7cQYn",
+	"RcZVzyAXPpPxPk+58hWk30Qu9hUhe6zJLmJkaf9y/KmElb16t20w20XsR1RouEMx8Zf7QtwiRfxlZlRB",
+	"ju//7wRVI/SC4jaikvNRyXuwGGuCgKYphpfXl9fDb0eD64jR5bkLLOFqtL8w+WkVamN55kyqY/E34XhY",
+	"Gp2B0hsolJPpsUIH8i+uBoMnSXaVxY7rm0VrpVZBSgQcDFdCZ/Dx45vvYT3qw8QgdyAdcA+jGBt0hwGx",
+	"WCyHL5bnw96FGIjeiI/i3uLqctC7jocjMRp8exnjgDX0LAopumLTqzCTois4Fc9CXdlbRKCRa8pyMhll",
+	"+M1Pr3rnl1eQcJsQi/KbLO2YqjJgFSW/Ba4EcJFJBTFPU+tLOgH/ynDlCLY9SB5c8lIMFufxaDnEa/5i",
+	"8W18JS5xtLzg54thPBDXlJI5d5STbMz+82nQu+a95e3ni/PdN49Gf52tlQGio3g9iJ6u7Lhx3BX2C7PC",
+	"1psqCNR3jdMfULfcdawFMS6MCyPd9oaYVxCyQG7QTP4gBMm3wUHcwvy+x3PZCwUy8oTXP35VuEQb+bs3",
+	"yhhe+1NhWgwGF7Ff7H/inGLT8z4fmn7V3gGJczlZq6zWxLw6gq1RyyOS3SQCWx+BZETutOl7JKaDPYch",
+	"MOdecLhEqAyl7JLpeSP5nHvAJK9KW2SUwF7i/P27mwmcrUoAnD8itQX+lVxyj1RL3QU+DQywPs1QSKcN",
+	"pFLd2T7sTbLg8R0q4ZWzFQv2O/hULTzHJvrUYM2eLrdv8NJbsRSyNJ5mCKDaU+ZreRSJK0/48YcJnK3R",
+	"yOV23p+qqfphjWYberGqP0i43fOg+edpqCtTNp6yEChET0OcTFk0rcpNY4EvguDw3lXLdiSNwnTuD5sH",
+	"iittxXgJSzLkyh3Q3nDB8nxa7V+izlMMyJLKGJX1hah0HmWrkei48UHipAvl1jtlHbOIrdHY4LFhf9Af",
+	"0Cqdo+K5ZGN20R/0LwIKJT7vamvTn1yH6UPL8UQsgsmqNt+b7sQb0bvgFApF7JzD0qBNqvJQpqsSUxVs",
+	"bxvI7B1GiOwxa9uHSX0cmcKgK4xCAYWKE65WPsin6sDDD9Y/8vykxbdX1DlIVUEHkXKKWT95oPtM1cm8",
+	"2RDf9zabTY9e9wqToiKPivkp6VaxW++vVK+k6lm3TRF+mkzeT1WcSmpkx4A8TmApMRWwwFhTneEQ8NJ3",
+	"qfWFg7cDXkitfMtWMRnvrSpR2PhT2z1v5RJ9v1s2JHURq8gIfI9LXqTOgtNtvh8wUU0mb+FkCIkuqBNJ",
+	"0Tbh7PRlPTpaoNsgKhj6gPY52Dgs4/cyKzI4OR/5o2zHWa2KGciJh6nfCjTbPUoFBr2fFBwRmEwqksbG",
+	"w2Mys7sNxQite03E/IvGHn9Bz/20gUc5fSAIfjQQWzo/ouMf69TNBT53cK9WJT8o+c4U6B80hprng8ET",
+	"bP8067SY/R/OhSg6G9BCuo+CKl0SapXPGkNYv+Xiz81i933fflx23PPDngY8z2ysgXDV2ORw2FAPRhrJ",
+	"W0LlVBFWnhzNL6qJ6Wj4lTY56nT3JjmoKtR60woi8VzB8OrixQgWW4f2mazTJaWFin4AAifDK/hZvu4C",
+	"sWCJy6+zxIMt/t4iByOVem7fOt6Psh7Fiec1mkLpEjRhoqb8LO3jh7e9Upgvpt44l0/Jtnr67jdcPL7h",
+	"aJzdbCZ8aWxS9k+3VAZskWVElsbsF0lNwmEvG0gpdHFS4sZ8ZevWy7JbEneWIE9d8jtpu8IOuvSqZDrn",
+	"gwFsEplimPwZHVMU+WphPVF4Sf1yPc9Mtb4D7vxiP8rpHzGCn0rJfyHIlg3iA1FQXYIoUCrXWM7Pawu/",
+	"lWtUaJumq29Qma/kov0tz9IHbUjC3uWoXr1/A0LHRUb9nUukhYVU3Gxhwy0sCpk639gfm+pdyXi/yFSV",
+	"SntTHX2JqZS66A9qxfqsszI+fqO2+SZ0QdLNcD+Zf9CG1AJtnxqBBxOrMCwtyXgEl4ML0JTQG2k7Au5D",
+	"kPO3xVv9QckQk6aM/5+DS+0csoV8LLhDX/KoY/bEH/Cexy7dAreEBhTW5QekEz/wuMOtjcLsgyB3qsIX",
+	"o0C/tzna09A3Be+2WpxqOkIVX03V04cjHd3Iv8LN/sJQqNlvdwEK5mp+XaujmgI38Byv1Hc8TrBHJdTo",
+	"tMMJ6YZvLcyV7vnT5i/3BcCXWkLjBUJMx4jDIWa156Azac/Bds9BHavxTNd31qdP1J/zW+uTpVIjffgF",
+	"KwSpJZtaCl6DIDCVC8/n0623uNOpAE71u2SafxeFOJy7fbrdRa3pZJtXEDI0U1ovq5FXJ4XYVS1jaOYL",
+	"k5Yjx/HZWapjnibauvGLwYsBIznlAe0oJjJDbJ6AIKAO/TvgNv4zQNVNB/F0l8NzAqeo2vm6+lD3hOmy",
+	"cUID63a3u/8GAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

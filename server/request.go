@@ -1,0 +1,136 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tokensvc/tokensvc/server/keys"
+)
+
+// requestInfo travels in the request context from the middleware to the
+// handlers and back to the access log. Secrets in it are never logged.
+type requestInfo struct {
+	id      string
+	apiKey  string // x-api-key as presented: secret
+	token   string // the session token as presented: secret
+	origin  string
+	key     keys.Key // the authenticated partner, on /generate
+	tokenID string   // names the token in the log instead of the token
+	errCode string
+}
+
+type infoKey struct{}
+
+// info returns the request's info; a blank one outside a request.
+func info(ctx context.Context) *requestInfo {
+	if ri, ok := ctx.Value(infoKey{}).(*requestInfo); ok {
+		return ri
+	}
+	return &requestInfo{}
+}
+
+func requestID(c echo.Context) string { return info(c.Request().Context()).id }
+
+// presentedToken reads the session token from x-api-token, or else from
+// Authorization: Bearer.
+func presentedToken(h http.Header) string {
+	if t := h.Get("x-api-token"); t != "" {
+		return t
+	}
+	if auth := h.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+		return strings.TrimSpace(auth[7:])
+	}
+	return ""
+}
+
+// newRequestID keeps a caller's X-Request-Id when it is short and plain, so
+// ids can be followed across services, and makes one up otherwise.
+func newRequestID(given string) string {
+	if n := len(given); n > 0 && n <= 64 && strings.Trim(given, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") == "" {
+		return given
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// observe gives each request its info and id, sets the headers every
+// response carries, and writes one access-log line per request.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		r := c.Request()
+		ri := &requestInfo{
+			id:     newRequestID(r.Header.Get("X-Request-Id")),
+			apiKey: r.Header.Get("x-api-key"),
+			token:  presentedToken(r.Header),
+			origin: r.Header.Get("Origin"),
+		}
+		c.SetRequest(r.WithContext(context.WithValue(r.Context(), infoKey{}, ri)))
+		h := c.Response().Header()
+		h.Set("X-Request-Id", ri.id)
+		h.Set("X-Content-Type-Options", "nosniff")
+		if err := next(c); err != nil {
+			c.Error(err) // writes the response now, so the log sees its status
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		level := slog.LevelInfo
+		if route == "/healthz" || route == "/readyz" {
+			level = slog.LevelDebug
+		}
+		attrs := []slog.Attr{
+			slog.String("request_id", ri.id),
+			slog.String("method", r.Method),
+			slog.String("route", route),
+			slog.Int("status", c.Response().Status),
+			slog.Int64("bytes", c.Response().Size),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		}
+		for k, v := range map[string]string{"key_id": ri.key.ID, "token_id": ri.tokenID, "error": ri.errCode} {
+			if v != "" {
+				attrs = append(attrs, slog.String(k, v))
+			}
+		}
+		s.log.LogAttrs(r.Context(), level, "request", attrs...)
+		return nil
+	}
+}
+
+// recoverPanic turns a handler panic into a logged 500.
+func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		return next(c)
+	}
+}
+
+// authenticatePartner admits /generate callers with a valid partner key.
+func (s *Server) authenticatePartner(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ri := info(c.Request().Context())
+		key, err := s.cfg.Partners.Authenticate(ri.apiKey, ri.origin)
+		if err != nil {
+			return errInvalidAPIKey
+		}
+		ri.key = key
+		return next(c)
+	}
+}

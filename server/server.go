@@ -1,0 +1,119 @@
+// Package server is tokensvc's HTTP API: the handlers of the strict server
+// interface generated from openapi.yaml, the middleware they need, and the
+// one place where errors become HTTP statuses.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/keys"
+	"github.com/tokensvc/tokensvc/store"
+)
+
+// Store keeps token records. Errors: store.ErrNotFound for no live record,
+// store.ErrExists when Put's ID is taken, store.ErrUnavailable when the
+// backend does not answer; anything else is unexpected.
+type Store interface {
+	Put(ctx context.Context, id store.ID, rec store.Record) error
+	Get(ctx context.Context, id store.ID) (store.Record, error)
+	Ping(ctx context.Context) error
+}
+
+// Partners authenticates the partner keys presented to /generate. Errors
+// wrap keys.ErrUnknownKey or keys.ErrOriginNotAllowed.
+type Partners interface {
+	Authenticate(secret, origin string) (keys.Key, error)
+}
+
+// Config is what a Server needs. Zero durations and sizes take the defaults
+// documented on each field.
+type Config struct {
+	Store    Store
+	Partners Partners
+	Logger   *slog.Logger
+	// TokenTTL is the lifetime of a token when neither the request nor the
+	// partner key names one. Default one hour.
+	TokenTTL time.Duration
+	// MaxTokenTTL caps every token's lifetime. Default 24 hours.
+	MaxTokenTTL time.Duration
+	// MaxBodyBytes caps the /generate body. Default 16 KiB.
+	MaxBodyBytes int64
+	// StoreTimeout bounds each store operation; past it the request is
+	// answered 503. Default one second.
+	StoreTimeout time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultTokenTTL     = time.Hour
+	DefaultMaxTokenTTL  = 24 * time.Hour
+	DefaultMaxBodyBytes = 16 << 10
+	DefaultStoreTimeout = time.Second
+)
+
+// Server serves the API. It is an http.Handler.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	echo *echo.Echo
+}
+
+var _ api.StrictServerInterface = (*Server)(nil)
+
+// New checks cfg and returns a ready Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Partners == nil {
+		return nil, errors.New("server: Store and Partners are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	setDefault(&cfg.TokenTTL, DefaultTokenTTL)
+	setDefault(&cfg.MaxTokenTTL, DefaultMaxTokenTTL)
+	setDefault(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	setDefault(&cfg.StoreTimeout, DefaultStoreTimeout)
+	if cfg.TokenTTL < time.Second || cfg.MaxTokenTTL < cfg.TokenTTL {
+		return nil, errors.New("server: need 1s <= TokenTTL <= MaxTokenTTL")
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.observe, s.recoverPanic)
+	api.RegisterHandlersWithOptions(e, api.NewStrictHandler(s, nil), api.RegisterHandlersOptions{
+		OperationMiddlewares: map[string][]echo.MiddlewareFunc{
+			// Authenticate before reading a body: strangers cost nothing.
+			"generate": {s.authenticatePartner, s.readBundle},
+		},
+	})
+	s.echo = e
+	return s, nil
+}
+
+// ServeHTTP serves one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// storeCtx bounds one store operation, so an outage is a prompt 503.
+func (s *Server) storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.StoreTimeout)
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
