@@ -44,7 +44,8 @@
 //     origin, with a derived id. Jitsu reads a plain string as a client
 //     secret; accepting it from backends too is a superset that keeps
 //     server-to-server callers working. A list item that is a string rather
-//     than an object is read the same way.
+//     than an object is read the same way. Secrets in this form cannot
+//     contain a comma or start with "[", "{" or "- ": use a YAML list.
 //   - file://PATH of a JSON or YAML file holding {"tokens": [...]} (Jitsu's
 //     payload) or a bare list. file:///etc/tokensvc/keys.json is absolute.
 //     Run re-reads it when its size or modification time changes and

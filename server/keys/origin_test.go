@@ -112,6 +112,7 @@ func TestMatchOriginMore(t *testing.T) {
 		{"invalid: empty", "", "https://efg.com", false},
 		{"non-ASCII origin", "k.com", "https://\u212a.com", false},
 		{"IPv6 without port", "[::1]", "http://[::1]:5173", true},
+		{"subdomain pattern needs a label", "*.b.com", "https://.b.com", false},
 		{"subdomain pattern at a port-less boundary", "*.b.com", "https://a.b.com:8080", true},
 		{"prefix keeps to the host", "localhost*", "http://localhost:3000", true},
 	}

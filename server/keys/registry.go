@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,8 @@ type Options struct {
 	// ReloadEvery is how often Run polls a file or HTTP source. Default 30s.
 	ReloadEvery time.Duration
 	// HTTPClient fetches an http:// or https:// source. Default: a client
-	// with a 10s timeout. Payloads are capped at 8 MiB either way.
+	// with a 10s timeout; a client without a Timeout gets 10s per request.
+	// Payloads are capped at 8 MiB either way.
 	HTTPClient *http.Client
 	// Logger receives reload outcomes (never a secret). Default slog.Default().
 	Logger *slog.Logger
@@ -95,7 +97,7 @@ func New(ctx context.Context, spec string, opts Options) (*Registry, error) {
 	}
 	r := &Registry{src: src, every: opts.ReloadEvery, log: opts.Logger.With("source", src.display), now: opts.Now}
 	r.status = Status{Source: src.display, Kind: src.kind}
-	if len(src.display) > 7 && src.display[:7] == "http://" {
+	if strings.HasPrefix(src.display, "http://") {
 		r.log.Warn("keys: fetching API keys over plain http")
 	}
 	if err := r.Reload(ctx); err != nil {
@@ -137,7 +139,9 @@ func (r *Registry) Reload(ctx context.Context) error {
 	r.status.LastAttempt = at
 	if err != nil {
 		err = fmt.Errorf("keys: load %s: %w", r.src.display, err)
-		if err.Error() != r.status.LastError {
+		// New reports a failed first load itself; later, a failure that
+		// repeats (an unchanged broken file) is logged once.
+		if r.snap.Load() != nil && err.Error() != r.status.LastError {
 			r.log.Warn("keys: reload failed, keeping the last good set", "err", err)
 		}
 		r.status.LastError = err.Error()

@@ -24,7 +24,7 @@ const (
 const maxPayload = 8 << 20
 
 // defaultHTTPTimeout bounds one request to a key server when
-// Options.HTTPClient is nil.
+// Options.HTTPClient is nil or has no Timeout of its own.
 const defaultHTTPTimeout = 10 * time.Second
 
 // fetcher reads a key source. fetch returns the current payload, or nil and
@@ -122,6 +122,12 @@ type httpSource struct {
 }
 
 func (s *httpSource) fetch(ctx context.Context) ([]byte, error) {
+	if s.client.Timeout == 0 {
+		// A caller's client without a timeout must not hang Run forever.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultHTTPTimeout)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: bad request", s.display)
