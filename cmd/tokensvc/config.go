@@ -1,0 +1,210 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// config is everything the service reads from its environment.
+type config struct {
+	Addr            string
+	RedisURL        string
+	RedisPrefix     string
+	StoreTimeout    time.Duration
+	APIKeys         string
+	APIKeysReload   time.Duration
+	TokenTTL        time.Duration
+	MaxTokenTTL     time.Duration
+	MaxBodyBytes    int64
+	LogLevel        slog.Level
+	ShutdownTimeout time.Duration
+}
+
+// setting is one configuration value: where it is read from, its default,
+// and how it is parsed. settings() is the only list of them; -h and the
+// README's table are printed from it.
+type setting struct {
+	env, yaml, def, help string
+	set                  func(c *config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{"TOKENSVC_ADDR", "server.addr", ":8080", "listen address (host:port)",
+			func(c *config, v string) error { c.Addr = v; return nil }},
+		{"TOKENSVC_REDIS_URL", "redis.url", "", "Redis URL; empty = embedded in-memory store (one instance only). redis:// or rediss://; see README for Sentinel and Cluster",
+			func(c *config, v string) error { c.RedisURL = v; return nil }},
+		{"TOKENSVC_REDIS_PREFIX", "redis.prefix", "tokensvc:", "prefix of every Redis key",
+			func(c *config, v string) error { c.RedisPrefix = v; return nonEmpty(v) }},
+		{"TOKENSVC_STORE_TIMEOUT", "redis.timeout", "1s", "bound on each store operation; past it the request is answered 503",
+			durationInto(func(c *config) *time.Duration { return &c.StoreTimeout })},
+		{"TOKENSVC_API_KEYS", "server.api_keys", "", "partner keys: one key, a comma-separated list, a YAML/JSON list of key objects, file:///path or an http(s):// key server; empty = a random development key",
+			func(c *config, v string) error { c.APIKeys = v; return nil }},
+		{"TOKENSVC_API_KEYS_RELOAD_SEC", "server.api_keys_reload_sec", "30", "seconds between reloads of a file or HTTP key source",
+			func(c *config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 {
+					return errors.New("want a whole number of seconds, at least 1")
+				}
+				c.APIKeysReload = time.Duration(n) * time.Second
+				return nil
+			}},
+		{"TOKENSVC_TOKEN_TTL", "token.ttl", "1h", "token lifetime when the request names none",
+			durationInto(func(c *config) *time.Duration { return &c.TokenTTL })},
+		{"TOKENSVC_MAX_TOKEN_TTL", "token.max_ttl", "24h", "longest token lifetime a request may ask for",
+			durationInto(func(c *config) *time.Duration { return &c.MaxTokenTTL })},
+		{"TOKENSVC_MAX_BODY_BYTES", "server.max_body_bytes", "16384", "largest /generate body, in bytes",
+			func(c *config, v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 2 || n > 16<<20 {
+					return errors.New("want a number of bytes from 2 to 16777216")
+				}
+				c.MaxBodyBytes = n
+				return nil
+			}},
+		{"TOKENSVC_LOG_LEVEL", "log.level", "info", "debug, info, warn or error",
+			func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
+		{"TOKENSVC_SHUTDOWN_TIMEOUT", "server.shutdown_timeout", "15s", "how long in-flight requests may finish after SIGTERM",
+			durationInto(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+	}
+}
+
+// loadConfig reads the defaults, then the YAML file (if any), then the
+// environment, which wins. Errors name the setting.
+func loadConfig(getenv func(string) string, file string) (config, error) {
+	var c config
+	fromFile := map[string]string{}
+	if file != "" {
+		var err error
+		if fromFile, err = readConfigFile(file); err != nil {
+			return c, err
+		}
+	}
+	for _, s := range settings() {
+		v, from := s.def, "default"
+		if fv, ok := fromFile[s.yaml]; ok {
+			v, from = fv, file+": "+s.yaml
+		}
+		if ev := getenv(s.env); ev != "" {
+			v, from = ev, s.env
+		}
+		if err := s.set(&c, strings.TrimSpace(v)); err != nil {
+			return c, fmt.Errorf("configuration %s (from %s): %w", s.env, from, err)
+		}
+	}
+	switch {
+	case c.StoreTimeout <= 0:
+		return c, errors.New("configuration TOKENSVC_STORE_TIMEOUT: must be positive")
+	case c.TokenTTL < time.Second:
+		return c, errors.New("configuration TOKENSVC_TOKEN_TTL: must be at least 1s")
+	case c.MaxTokenTTL < c.TokenTTL:
+		return c, errors.New("configuration TOKENSVC_MAX_TOKEN_TTL: must be at least TOKENSVC_TOKEN_TTL")
+	}
+	return c, nil
+}
+
+// readConfigFile flattens the YAML file to dotted paths. Lists and maps are
+// kept as YAML text, for settings (like api_keys) that take structure.
+func readConfigFile(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("configuration file: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("configuration file %s: %w", path, err)
+	}
+	known := map[string]bool{}
+	for _, s := range settings() {
+		known[s.yaml] = true
+	}
+	out := map[string]string{}
+	var walk func(prefix string, n *yaml.Node) error
+	walk = func(prefix string, n *yaml.Node) error {
+		if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+			return walk(prefix, n.Content[0])
+		}
+		if known[prefix] {
+			if n.Kind == yaml.ScalarNode {
+				out[prefix] = n.Value
+				return nil
+			}
+			b, err := yaml.Marshal(n)
+			out[prefix] = string(b)
+			return err
+		}
+		if n.Kind != yaml.MappingNode {
+			if prefix == "" {
+				return nil // an empty file
+			}
+			return fmt.Errorf("configuration file %s: unknown setting %q", path, prefix)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			if err := walk(key, n.Content[i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return out, walk("", &root)
+}
+
+// printSettings writes the settings table for -h.
+func printSettings(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  VARIABLE\tYAML KEY\tDEFAULT\tMEANING")
+	for _, s := range settings() {
+		def := s.def
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.env, s.yaml, def, s.help)
+	}
+	tw.Flush()
+}
+
+// parseDuration takes a Go duration ("90s", "1h") or whole seconds ("90").
+func parseDuration(v string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, errors.New("want a duration such as 90s, 15m or 1h, or whole seconds")
+	}
+	return d, nil
+}
+
+func durationInto(field func(*config) *time.Duration) func(*config, string) error {
+	return func(c *config, v string) error {
+		d, err := parseDuration(v)
+		if err != nil {
+			return err
+		}
+		if d <= 0 {
+			return errors.New("must be positive")
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := loadConfig(env{}.get, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{Addr: ":8080", RedisPrefix: "tokensvc:", StoreTimeout: time.Second, APIKeysReload: 30 * time.Second,
+		TokenTTL: time.Hour, MaxTokenTTL: 24 * time.Hour, MaxBodyBytes: 16384, ShutdownTimeout: 15 * time.Second}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Fatalf("(-want +got)\n%s", diff)
+	}
+}
+
+// The file sets values, the environment overrides it, and structured
+// values (a list of keys) reach their setting as YAML text.
+func TestConfigFileThenEnvironment(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokensvc.yaml")
+	os.WriteFile(file, []byte(`
+server:
+  addr: ":9000"
+  max_body_bytes: 2048
+  api_keys:
+    - id: partner-1
+      server_secret: s1
+token:
+  ttl: 10m
+  max_ttl: 7200
+`), 0o600)
+	c, err := loadConfig(env{"TOKENSVC_ADDR": "127.0.0.1:9100"}.get, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9100" || c.MaxBodyBytes != 2048 || c.TokenTTL != 10*time.Minute || c.MaxTokenTTL != 2*time.Hour {
+		t.Fatalf("config = %+v", c)
+	}
+	var keys []map[string]string
+	if err := yaml.Unmarshal([]byte(c.APIKeys), &keys); err != nil || len(keys) != 1 || keys[0]["server_secret"] != "s1" {
+		t.Fatalf("api_keys = %q (%v)", c.APIKeys, err)
+	}
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	cases := []struct {
+		env  env
+		file string
+		want string
+	}{
+		{env{"TOKENSVC_TOKEN_TTL": "soon"}, "", "TOKENSVC_TOKEN_TTL"},
+		{env{"TOKENSVC_TOKEN_TTL": "0"}, "", "TOKENSVC_TOKEN_TTL"},
+		{env{"TOKENSVC_TOKEN_TTL": "500ms"}, "", "TOKENSVC_TOKEN_TTL"},
+		{env{"TOKENSVC_TOKEN_TTL": "48h"}, "", "TOKENSVC_MAX_TOKEN_TTL"},
+		{env{"TOKENSVC_MAX_BODY_BYTES": "lots"}, "", "TOKENSVC_MAX_BODY_BYTES"},
+		{env{"TOKENSVC_LOG_LEVEL": "loud"}, "", "TOKENSVC_LOG_LEVEL"},
+		{env{"TOKENSVC_API_KEYS_RELOAD_SEC": "0"}, "", "TOKENSVC_API_KEYS_RELOAD_SEC"},
+		{env{}, "token:\n  ttl: forever\n", "token.ttl"},
+		{env{}, "server:\n  adr: x\n", `unknown setting "server.adr"`},
+		{env{}, "server: [", "configuration file"},
+	}
+	for _, tc := range cases {
+		file := ""
+		if tc.file != "" {
+			file = filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(file, []byte(tc.file), 0o600)
+		}
+		_, err := loadConfig(tc.env.get, file)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %q: err = %v, want it to name %s", tc.env, tc.file, err, tc.want)
+		}
+	}
+}
+
+func TestRedisURLModes(t *testing.T) {
+	cases := []struct {
+		url, want string
+	}{
+		{"redis://localhost:6379/2", "*redis.Client"},
+		{"rediss://user:pw@cache.example:6380", "*redis.Client"},
+		{"redis://n1:7000?addr=n2:7001&addr=n3:7002&cluster=true", "*redis.ClusterClient"},
+		{"redis://s1:26379/0?addr=s2:26379&sentinel_master=mymaster", "*redis.Client"},
+	}
+	for _, tc := range cases {
+		c, err := newRedisClient(tc.url, time.Second)
+		if err != nil {
+			t.Errorf("%s: %v", tc.url, err)
+			continue
+		}
+		if got := typeName(c); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.url, got, tc.want)
+		}
+		c.Close()
+	}
+	for _, bad := range []string{"http://x", "redis://", "redis://h1?addr=h2", "redis://h/x", "redis://h?cluster=true&sentinel_master=m", "redis://h?timeout=1", "redis://h:1/3?cluster=true"} {
+		if c, err := newRedisClient(bad, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+	if _, err := newRedisClient("redis://user:hunter2@h:6379/x", time.Second); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("an error shows the password: %v", err)
+	}
+}
+
+func typeName(v any) string { return fmt.Sprintf("%T", v) }

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokensvc/tokensvc/migrations"
+	"github.com/tokensvc/tokensvc/server"
+	"github.com/tokensvc/tokensvc/server/keys"
+	"github.com/tokensvc/tokensvc/store"
+)
+
+// HTTP server limits. WriteTimeout is above the store timeout so a slow
+// store still gets its 503 written.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = 20 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 32 << 10
+	// redisWait is how long start-up waits for an unreachable Redis.
+	redisWait = 30 * time.Second
+)
+
+func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func(string)) error {
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log.Info("starting", "version", version())
+
+	st, closeStore, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	keySpec := cfg.APIKeys
+	if keySpec == "" {
+		if keySpec, err = devKey(stderr); err != nil {
+			return err
+		}
+	}
+	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReg()
+	partners, err := keys.New(regCtx, keySpec, keys.Options{ReloadEvery: cfg.APIKeysReload, Logger: log})
+	if err != nil {
+		return fmt.Errorf("configuration TOKENSVC_API_KEYS: %w", err)
+	}
+	go partners.Run(regCtx)
+
+	srv, err := server.New(server.Config{
+		Store: st, Partners: partners, Logger: log,
+		TokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL,
+		MaxBodyBytes: cfg.MaxBodyBytes, StoreTimeout: cfg.StoreTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("configuration TOKENSVC_ADDR: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// openStore returns the embedded store, or a Redis store once Redis holds
+// the layout this binary needs.
+func openStore(ctx context.Context, cfg config, log *slog.Logger) (server.Store, func() error, error) {
+	if cfg.RedisURL == "" {
+		log.Warn("embedded in-memory store: tokens live in this process only and are lost when it stops; set TOKENSVC_REDIS_URL for production")
+		m := store.NewMemory(nil, 0)
+		return m, m.Close, nil
+	}
+	c, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout)
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
+	}
+	if err := awaitLayout(ctx, c, cfg.RedisPrefix, log); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	s, err := store.NewRedis(c, store.Options{Prefix: cfg.RedisPrefix})
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return s, c.Close, nil
+}
+
+// awaitLayout refuses to serve on a Redis of the wrong layout, and waits a
+// while for one that does not answer yet (it may be starting too).
+func awaitLayout(ctx context.Context, c redis.UniversalClient, prefix string, log *slog.Logger) error {
+	deadline := time.Now().Add(redisWait)
+	for {
+		err := migrations.Check(ctx, c, prefix)
+		if err == nil || errors.Is(err, migrations.ErrOutdated) || errors.Is(err, migrations.ErrTooNew) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("Redis did not answer for %s: %w", redisWait, err)
+		}
+		log.Warn("waiting for Redis", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// devKey makes a random partner key for a process started without any,
+// and says so loudly, once, on stderr.
+func devKey(stderr io.Writer) (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	key := "dev_" + base64.RawURLEncoding.EncodeToString(b)
+	fmt.Fprintf(stderr, `
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! DEVELOPMENT MODE: TOKENSVC_API_KEYS is not set.
+!! This process made up a partner key, valid until it exits:
+!!
+!!     %s
+!!
+!! Send it as the x-api-key header. Configure TOKENSVC_API_KEYS before
+!! serving real partners.
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+
+`, key)
+	return key, nil
+}
