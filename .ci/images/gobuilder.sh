@@ -7,7 +7,7 @@
 # GO_IMAGE for the project's Dockerfile, whose RUN lines need a shell.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=../lib.sh
+# shellcheck source=.ci/lib.sh
 . "$here/lib.sh"
 tag=${1:-local/golang:1.26}
 goroot=/usr/local/go

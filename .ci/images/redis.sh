@@ -11,7 +11,7 @@
 # after them win, a setting in a config file given as the first argument loses to them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=../lib.sh
+# shellcheck source=.ci/lib.sh
 . "$here/lib.sh"
 tag=${1:-local/redis:7}
 
