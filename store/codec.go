@@ -6,48 +6,163 @@ import (
 	"time"
 )
 
-// The Redis value of a record is a compact binary envelope rather than JSON,
-// so the bundle bytes are stored and returned without being decoded:
+// The value of a record is a compact binary envelope, read by Go and by the
+// Lua scripts in redis.go, so the bundle is stored and returned without
+// being decoded. Offsets are 0-based:
 //
-//	version (1 byte, = 1)
-//	created_at  uvarint, Unix milliseconds
-//	expires_at  uvarint, Unix milliseconds
-//	key id      uvarint length + bytes
-//	bundle      the rest
-const codecVersion = 1
+//	0   version (2)
+//	1   state: 0 live, 1 used, 2 revoked
+//	2   flags: fUses, fGrace, fIdle, fPrivate, fSession, fEpoch
+//	tombstones (state != 0) end with: uvarint len + key id
+//	if fUses: 3..6 uses so far (uint32 BE), 7..10 when uses ran out, in ms
+//	          after created_at plus one (uint32 BE, 0 = not yet); these two
+//	          are rewritten in place with SETRANGE, which keeps the TTL
+//	uvarint created_at (Unix ms), uvarint ttl (ms)
+//	if fUses: uvarint max uses; if fGrace: uvarint grace ms;
+//	if fIdle: uvarint idle ms; if fSession: uvarint ms from session start to
+//	created_at; if fEpoch: uvarint key epoch
+//	uvarint len + key id
+//	if fPrivate: uvarint len + private JSON object
+//	the rest: the public JSON object
+const (
+	codecVersion = 2
+
+	fUses    = 1
+	fGrace   = 2
+	fIdle    = 4
+	fPrivate = 8
+	fSession = 16
+	fEpoch   = 32
+)
+
+// usesHeader is where the varints start in a record with a use limit.
+const usesHeader = 11
 
 var errCorrupt = errors.New("store: corrupt record")
 
 func encodeRecord(r Record) []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(r.KeyID)+len(r.Bundle))
-	b = append(b, codecVersion)
+	var flags byte
+	set := func(f byte, on bool) {
+		if on {
+			flags |= f
+		}
+	}
+	set(fUses, r.MaxUses > 0)
+	set(fGrace, r.ReuseGrace > 0)
+	set(fIdle, r.IdleTTL > 0)
+	set(fPrivate, len(r.Private) > 0)
+	set(fSession, !r.SessionStart.IsZero() && r.SessionStart.Before(r.CreatedAt))
+	set(fEpoch, r.KeyEpoch > 0)
+
+	b := make([]byte, 3, usesHeader+8*binary.MaxVarintLen64+len(r.KeyID)+len(r.Private)+len(r.Bundle))
+	b[0], b[1], b[2] = codecVersion, byte(Live), flags
+	if flags&fUses != 0 {
+		b = binary.BigEndian.AppendUint32(b, r.Uses)
+		b = binary.BigEndian.AppendUint32(b, 0)
+	}
 	b = binary.AppendUvarint(b, uint64(r.CreatedAt.UnixMilli()))
-	b = binary.AppendUvarint(b, uint64(r.ExpiresAt.UnixMilli()))
-	b = binary.AppendUvarint(b, uint64(len(r.KeyID)))
-	b = append(b, r.KeyID...)
+	b = binary.AppendUvarint(b, uint64(r.TTL().Milliseconds()))
+	if flags&fUses != 0 {
+		b = binary.AppendUvarint(b, uint64(r.MaxUses))
+	}
+	if flags&fGrace != 0 {
+		b = binary.AppendUvarint(b, uint64(r.ReuseGrace.Milliseconds()))
+	}
+	if flags&fIdle != 0 {
+		b = binary.AppendUvarint(b, uint64(r.IdleTTL.Milliseconds()))
+	}
+	if flags&fSession != 0 {
+		b = binary.AppendUvarint(b, uint64(r.CreatedAt.Sub(r.SessionStart).Milliseconds()))
+	}
+	if flags&fEpoch != 0 {
+		b = binary.AppendUvarint(b, r.KeyEpoch)
+	}
+	b = appendBytes(b, []byte(r.KeyID))
+	if flags&fPrivate != 0 {
+		b = appendBytes(b, r.Private)
+	}
 	return append(b, r.Bundle...)
 }
 
+func appendBytes(b, v []byte) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(v))), v...)
+}
+
+// decoder reads the envelope front to back; the first failure sticks.
+type decoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.b)) {
+		d.bad = true
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func ms(v uint64) time.Duration { return time.Duration(v) * time.Millisecond }
+
 func decodeRecord(b []byte) (Record, error) {
 	var r Record
-	if len(b) == 0 || b[0] != codecVersion {
+	if len(b) < 3 || b[0] != codecVersion || b[1] > byte(Revoked) {
 		return r, errCorrupt
 	}
-	b = b[1:]
-	var fields [3]uint64
-	for i := range fields {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
+	r.State = State(b[1])
+	flags := b[2]
+	d := decoder{b: b[3:]}
+	if r.State != Live {
+		r.KeyID = string(d.bytes())
+		if d.bad {
+			return Record{}, errCorrupt
+		}
+		return r, nil
+	}
+	if flags&fUses != 0 {
+		if len(d.b) < 8 {
 			return r, errCorrupt
 		}
-		fields[i], b = v, b[n:]
+		r.Uses = binary.BigEndian.Uint32(d.b) // the 4 bytes after it are the scripts'
+		d.b = d.b[8:]
 	}
-	if fields[2] > uint64(len(b)) {
-		return r, errCorrupt
+	r.CreatedAt = time.UnixMilli(int64(d.uvarint()))
+	r.ExpiresAt = r.CreatedAt.Add(ms(d.uvarint()))
+	if flags&fUses != 0 {
+		r.MaxUses = uint32(d.uvarint())
 	}
-	r.CreatedAt = time.UnixMilli(int64(fields[0]))
-	r.ExpiresAt = time.UnixMilli(int64(fields[1]))
-	r.KeyID = string(b[:fields[2]])
-	r.Bundle = b[fields[2]:]
+	if flags&fGrace != 0 {
+		r.ReuseGrace = ms(d.uvarint())
+	}
+	if flags&fIdle != 0 {
+		r.IdleTTL = ms(d.uvarint())
+	}
+	if flags&fSession != 0 {
+		r.SessionStart = r.CreatedAt.Add(-ms(d.uvarint()))
+	}
+	if flags&fEpoch != 0 {
+		r.KeyEpoch = d.uvarint()
+	}
+	r.KeyID = string(d.bytes())
+	if flags&fPrivate != 0 {
+		r.Private = d.bytes()
+	}
+	if d.bad {
+		return Record{}, errCorrupt
+	}
+	r.Bundle = d.b
 	return r, nil
 }

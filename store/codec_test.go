@@ -3,25 +3,42 @@ package store
 import (
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestCodecRoundTrip(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_123)
-	want := Record{Bundle: []byte(`{"a":[1,2]}`), KeyID: "partner", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-	got, err := decodeRecord(encodeRecord(want))
-	if err != nil {
-		t.Fatal(err)
+	recs := []Record{
+		{Bundle: []byte(`{"a":[1,2]}`), KeyID: "partner", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		{Bundle: []byte(`{}`), Private: []byte(`{"auth":"x"}`), KeyID: "p", KeyEpoch: 300, CreatedAt: now, ExpiresAt: now.Add(time.Minute),
+			SessionStart: now.Add(-time.Hour), MaxUses: 70000, ReuseGrace: 5 * time.Second, IdleTTL: 30 * time.Second},
 	}
-	if string(got.Bundle) != string(want.Bundle) || got.KeyID != want.KeyID || !got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) {
-		t.Fatalf("got %+v, want %+v", got, want)
+	for _, want := range recs {
+		got, err := decodeRecord(encodeRecord(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
+			t.Fatalf("(-want +got)\n%s", diff)
+		}
+	}
+	got, err := decodeRecord(encodeTombstone(Revoked, "partner"))
+	if err != nil || got.State != Revoked || got.KeyID != "partner" {
+		t.Fatalf("tombstone: %+v %v", got, err)
 	}
 }
 
 func TestCodecRejectsCorrupt(t *testing.T) {
-	good := encodeRecord(Record{Bundle: []byte(`{}`), KeyID: "k", CreatedAt: time.Now(), ExpiresAt: time.Now()})
-	for _, b := range [][]byte{nil, {}, {9}, good[:2], append([]byte{1, 1, 1, 200}, 'x')} {
+	good := encodeRecord(Record{Bundle: []byte(`{}`), KeyID: "k", CreatedAt: time.Now(), ExpiresAt: time.Now(), MaxUses: 2})
+	for _, b := range [][]byte{nil, {}, {9}, {2, 7, 0}, good[:2], good[:5], good[:14], {2, 0, 0, 1, 1, 200}} {
 		if _, err := decodeRecord(b); err == nil {
 			t.Errorf("decodeRecord(%v) succeeded", b)
 		}
 	}
+}
+
+// encodeTombstone is what the scripts' tomb() writes.
+func encodeTombstone(s State, keyID string) []byte {
+	return appendBytes([]byte{codecVersion, byte(s), 0}, []byte(keyID))
 }

@@ -2,19 +2,28 @@ package store
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
 
-// Memory stores records in this process, with the same TTL semantics as
-// Redis: a record is gone once its ExpiresAt has passed. It serves one
-// instance without Redis; its records are lost when the process exits.
+// Memory stores records in this process, with the semantics of the Redis
+// store: expiry to the millisecond, atomic uses, tombstones, key epochs. It
+// serves one instance without Redis; its records are lost when the
+// process exits.
 type Memory struct {
-	now  func() time.Time
-	mu   sync.RWMutex
-	recs map[ID]Record
-	stop chan struct{}
-	once sync.Once
+	now    func() time.Time
+	mu     sync.Mutex
+	recs   map[ID]*memRecord
+	epochs map[string]uint64
+	stop   chan struct{}
+	once   sync.Once
+}
+
+type memRecord struct {
+	rec       Record
+	deadline  time.Time // when the entry disappears: expiry, or idle expiry
+	exhausted time.Time // when the uses ran out, for the reuse grace
 }
 
 // NewMemory returns an empty store. now is the clock (nil means time.Now).
@@ -27,47 +36,150 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 	if sweep <= 0 {
 		sweep = time.Minute
 	}
-	m := &Memory{now: now, recs: make(map[ID]Record), stop: make(chan struct{})}
+	m := &Memory{now: now, recs: make(map[ID]*memRecord), epochs: make(map[string]uint64), stop: make(chan struct{})}
 	go m.sweep(sweep)
 	return m
 }
 
-// Put stores rec under id until rec.ExpiresAt; ErrExists when id is live.
+// lookup returns the entry under id if it has not expired. Callers hold mu.
+func (m *Memory) lookup(id ID) (*memRecord, bool) {
+	e, ok := m.recs[id]
+	if !ok || !m.now().Before(e.deadline) {
+		return nil, false
+	}
+	return e, true
+}
+
+// Put stores rec under id; ErrExists when id is taken.
 func (m *Memory) Put(_ context.Context, id ID, rec Record) error {
 	if err := rec.validate(); err != nil {
 		return err
 	}
-	rec.Bundle = append([]byte(nil), rec.Bundle...)
+	rec.Bundle = clone(rec.Bundle)
+	rec.Private = clone(rec.Private)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if old, ok := m.recs[id]; ok && m.live(old) {
+	if _, ok := m.lookup(id); ok {
 		return ErrExists
 	}
-	m.recs[id] = rec
+	m.recs[id] = &memRecord{rec: rec, deadline: rec.CreatedAt.Add(rec.initialTTL())}
 	return nil
 }
 
-// Get returns the live record under id, or ErrNotFound.
+// Get returns the record or tombstone under id without using it.
 func (m *Memory) Get(_ context.Context, id ID) (Record, error) {
-	m.mu.RLock()
-	rec, ok := m.recs[id]
-	m.mu.RUnlock()
-	if !ok || !m.live(rec) {
-		return Record{}, ErrNotFound
-	}
-	return rec, nil
-}
-
-// Delete removes the live record under id, or answers ErrNotFound.
-func (m *Memory) Delete(_ context.Context, id ID) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	rec, ok := m.recs[id]
-	delete(m.recs, id)
-	if !ok || !m.live(rec) {
-		return ErrNotFound
+	e, ok := m.lookup(id)
+	if !ok {
+		return Record{}, ErrNotFound
+	}
+	return e.rec, nil
+}
+
+// Consume uses the token once; see Redis.Consume.
+func (m *Memory) Consume(_ context.Context, id ID, now time.Time) (Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.consume(id, now)
+}
+
+func (m *Memory) consume(id ID, now time.Time) (Record, error) {
+	e, err := m.live(id, now)
+	if err != nil {
+		return Record{}, err
+	}
+	r := &e.rec
+	if m.spent(e, now) {
+		e.tombstone(Used)
+		return Record{}, ErrUsed
+	}
+	out := *r
+	if r.MaxUses > 0 && r.Uses < r.MaxUses {
+		r.Uses++
+		out.Uses = r.Uses
+		if r.Uses == r.MaxUses {
+			e.exhausted = now
+			if r.ReuseGrace == 0 {
+				e.tombstone(Used)
+			}
+		}
+	}
+	if r.IdleTTL > 0 {
+		e.deadline = minTime(now.Add(r.IdleTTL), r.ExpiresAt)
+	}
+	return out, nil
+}
+
+// ConsumeMany is Consume for each id, in order.
+func (m *Memory) ConsumeMany(_ context.Context, ids []ID, now time.Time) []Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Result, len(ids))
+	for i, id := range ids {
+		out[i].Record, out[i].Err = m.consume(id, now)
+	}
+	return out
+}
+
+// Take ends a live token and returns it; see Redis.Take.
+func (m *Memory) Take(_ context.Context, id ID, now time.Time) (Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.live(id, now)
+	if err != nil {
+		return Record{}, err
+	}
+	if m.spent(e, now) {
+		return Record{}, ErrUsed
+	}
+	out := e.rec
+	e.tombstone(Revoked)
+	return out, nil
+}
+
+// Restore puts back a record that Take ended.
+func (m *Memory) Restore(_ context.Context, id ID, rec Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.lookup(id); ok {
+		e.rec = rec
 	}
 	return nil
+}
+
+// Revoke ends a token now; see Redis.Revoke.
+func (m *Memory) Revoke(_ context.Context, id ID, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.live(id, now)
+	switch {
+	case errors.Is(err, ErrUsed), errors.Is(err, ErrRevoked):
+		return nil
+	case err != nil:
+		return err
+	}
+	e.tombstone(Revoked)
+	return nil
+}
+
+// KeyEpochs returns each key's revocation epoch.
+func (m *Memory) KeyEpochs(_ context.Context, keyIDs []string) (map[string]uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]uint64, len(keyIDs))
+	for _, k := range keyIDs {
+		out[k] = m.epochs[k]
+	}
+	return out, nil
+}
+
+// RevokeKey moves the key's epoch on; see Redis.RevokeKey.
+func (m *Memory) RevokeKey(_ context.Context, keyID string) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.epochs[keyID]++
+	return m.epochs[keyID], nil
 }
 
 // Ping always succeeds: the store is this process.
@@ -79,7 +191,28 @@ func (m *Memory) Close() error {
 	return nil
 }
 
-func (m *Memory) live(rec Record) bool { return m.now().Before(rec.ExpiresAt) }
+// live returns the live entry under id, or why there is none.
+func (m *Memory) live(id ID, now time.Time) (*memRecord, error) {
+	e, ok := m.lookup(id)
+	switch {
+	case !ok || (e.rec.State == Live && !now.Before(e.rec.ExpiresAt)):
+		return nil, ErrNotFound
+	case e.rec.State == Used:
+		return nil, ErrUsed
+	case e.rec.State == Revoked:
+		return nil, ErrRevoked
+	}
+	return e, nil
+}
+
+// spent says the uses ran out and any grace after the last one is over.
+func (m *Memory) spent(e *memRecord, now time.Time) bool {
+	r := e.rec
+	return r.MaxUses > 0 && r.Uses >= r.MaxUses && !(!e.exhausted.IsZero() && !now.After(e.exhausted.Add(r.ReuseGrace)))
+}
+
+// tombstone keeps only the state and key id, like the Redis store.
+func (e *memRecord) tombstone(s State) { e.rec = Record{State: s, KeyID: e.rec.KeyID} }
 
 func (m *Memory) sweep(every time.Duration) {
 	t := time.NewTicker(every)
@@ -90,12 +223,26 @@ func (m *Memory) sweep(every time.Duration) {
 			return
 		case <-t.C:
 			m.mu.Lock()
-			for id, rec := range m.recs {
-				if !m.live(rec) {
+			for id := range m.recs {
+				if _, ok := m.lookup(id); !ok {
 					delete(m.recs, id)
 				}
 			}
 			m.mu.Unlock()
 		}
 	}
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -40,7 +40,7 @@ func TestMemoryExpiryIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(time.Minute - time.Nanosecond)
-	if _, err := m.Get(ctx, id); err != nil {
+	if _, err := m.Consume(ctx, id, clk.Now()); err != nil {
 		t.Fatalf("before expiry: %v", err)
 	}
 	clk.Add(time.Nanosecond)
@@ -64,7 +64,7 @@ func TestMemoryCopiesBundle(t *testing.T) {
 	if err := m.Put(ctx, id, rec); err != nil {
 		t.Fatal(err)
 	}
-	rec.Bundle[6] = '2'
+	rec.Bundle[5] = '2'
 	got, _ := m.Get(ctx, id)
 	if string(got.Bundle) != `{"a":1}` {
 		t.Fatalf("bundle = %s", got.Bundle)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -20,10 +21,13 @@ type Options struct {
 }
 
 // Redis stores records in Redis: one node, Sentinel or Cluster, as the
-// client is configured. Each record is one string key whose TTL is set in the
-// same command that writes it, so expiry is Redis's job.
+// client is configured. Each record is one string key whose TTL is set in
+// the same command that writes it, so expiry is Redis's job; every change
+// to a record is one Lua script on that one key, so it is atomic on a
+// Cluster too.
 //
-// Key schema (see also package migrations): <prefix>t:<16 raw ID bytes>.
+// Key schema (see package migrations): <prefix>t:<16 raw ID bytes> for
+// records, <prefix>e:<key id> for partner keys' revocation epochs.
 type Redis struct {
 	c      redis.UniversalClient
 	prefix string
@@ -40,15 +44,15 @@ func NewRedis(c redis.UniversalClient, opts Options) (*Redis, error) {
 	return &Redis{c: c, prefix: opts.Prefix}, nil
 }
 
-func (s *Redis) key(id ID) string { return s.prefix + "t:" + string(id[:]) }
+func (s *Redis) key(id ID) string         { return s.prefix + "t:" + string(id[:]) }
+func (s *Redis) epochKey(k string) string { return s.prefix + "e:" + k }
 
-// Put stores rec under id for rec.TTL(). It fails with ErrExists when id is
-// taken and ErrUnavailable when Redis does not answer.
+// Put stores rec under id. It fails with ErrExists when id is taken.
 func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {
 	if err := rec.validate(); err != nil {
 		return err
 	}
-	err := s.c.SetArgs(ctx, s.key(id), encodeRecord(rec), redis.SetArgs{Mode: "NX", TTL: rec.TTL()}).Err()
+	err := s.c.SetArgs(ctx, s.key(id), encodeRecord(rec), redis.SetArgs{Mode: "NX", TTL: rec.initialTTL()}).Err()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return ErrExists
@@ -58,33 +62,112 @@ func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {
 	return nil
 }
 
-// Get returns the live record under id, ErrNotFound when there is none, or
-// ErrUnavailable when Redis does not answer.
+// Get returns the record under id without using it: a live record, or a
+// tombstone (State Used or Revoked). ErrNotFound when there is none.
 func (s *Redis) Get(ctx context.Context, id ID) (Record, error) {
 	b, err := s.c.Get(ctx, s.key(id)).Bytes()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return Record{}, ErrNotFound
-	case err != nil:
-		return Record{}, wrap("get", err)
-	}
-	rec, err := decodeRecord(b)
 	if err != nil {
-		return Record{}, fmt.Errorf("store: get: %w", err)
+		return Record{}, wrapNil("get", err)
 	}
-	return rec, nil
+	return decode(b)
 }
 
-// Delete removes the record under id: ErrNotFound when there is none.
-func (s *Redis) Delete(ctx context.Context, id ID) error {
-	n, err := s.c.Del(ctx, s.key(id)).Result()
-	switch {
-	case err != nil:
-		return wrap("delete", err)
-	case n == 0:
-		return ErrNotFound
+// Consume uses the token once, atomically: it counts the use, slides the
+// idle expiry and returns the record with the use counted. Errors:
+// ErrNotFound, ErrUsed, ErrRevoked, ErrUnavailable.
+func (s *Redis) Consume(ctx context.Context, id ID, now time.Time) (Record, error) {
+	v, err := consume.Run(ctx, s.c, []string{s.key(id)}, now.UnixMilli()).Slice()
+	return scriptResult("consume", v, err)
+}
+
+// ConsumeMany is Consume for many tokens in one pipeline: one round trip
+// per Redis node, not per token. Results are in the order of ids.
+func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Result {
+	out := make([]Result, len(ids))
+	for attempt := 0; attempt < 2; attempt++ {
+		cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range ids {
+				consume.EvalSha(ctx, p, []string{s.key(id)}, now.UnixMilli())
+			}
+			return nil
+		})
+		if attempt == 0 && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if err := s.loadScripts(ctx); err != nil {
+				return fill(out, wrap("load scripts", err))
+			}
+			continue
+		}
+		for i, cmd := range cmds {
+			v, err := cmd.(*redis.Cmd).Slice()
+			out[i].Record, out[i].Err = scriptResult("consume", v, err)
+		}
+		return out
+	}
+	return out
+}
+
+// Take ends a live token and returns it (for a refresh): the token is
+// revoked by the same atomic step that reads it.
+func (s *Redis) Take(ctx context.Context, id ID, now time.Time) (Record, error) {
+	v, err := take.Run(ctx, s.c, []string{s.key(id)}, now.UnixMilli()).Slice()
+	return scriptResult("take", v, err)
+}
+
+// Restore puts back a record that Take ended, if its tombstone is still
+// there, with the TTL it had. It undoes a Take whose follow-up failed.
+func (s *Redis) Restore(ctx context.Context, id ID, rec Record) error {
+	err := s.c.SetArgs(ctx, s.key(id), encodeRecord(rec), redis.SetArgs{Mode: "XX", KeepTTL: true}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return wrap("restore", err)
 	}
 	return nil
+}
+
+// Revoke ends a token now. Revoking a used or revoked token succeeds;
+// ErrNotFound when there is no token.
+func (s *Redis) Revoke(ctx context.Context, id ID, now time.Time) error {
+	code, err := revoke.Run(ctx, s.c, []string{s.key(id)}, now.UnixMilli()).Int64Slice()
+	switch {
+	case err != nil:
+		return wrap("revoke", err)
+	case code[0] == 0:
+		return ErrNotFound
+	}
+	return nil // revoked now, or used or revoked already
+}
+
+// KeyEpochs returns the revocation epoch of each key id (0 for a key never
+// revoked), in one pipeline.
+func (s *Redis) KeyEpochs(ctx context.Context, keyIDs []string) (map[string]uint64, error) {
+	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keyIDs {
+			p.Get(ctx, s.epochKey(k))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrap("key epochs", err)
+	}
+	out := make(map[string]uint64, len(keyIDs))
+	for i, cmd := range cmds {
+		v, err := cmd.(*redis.StringCmd).Uint64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("store: key epoch of %q: %w", keyIDs[i], err)
+		}
+		out[keyIDs[i]] = v
+	}
+	return out, nil
+}
+
+// RevokeKey moves the key's epoch on, revoking every token the key minted
+// so far, in one command, for every instance sharing the store. It returns
+// the new epoch.
+func (s *Redis) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
+	n, err := s.c.Incr(ctx, s.epochKey(keyID)).Uint64()
+	if err != nil {
+		return 0, wrap("revoke key", err)
+	}
+	return n, nil
 }
 
 // Ping reports whether Redis answers: nil or ErrUnavailable.
@@ -93,6 +176,75 @@ func (s *Redis) Ping(ctx context.Context) error {
 		return wrap("ping", err)
 	}
 	return nil
+}
+
+func (s *Redis) loadScripts(ctx context.Context) error {
+	load := func(ctx context.Context, c *redis.Client) error {
+		for _, sc := range scripts {
+			if err := sc.Load(ctx, c).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if cc, ok := s.c.(*redis.ClusterClient); ok {
+		return cc.ForEachShard(ctx, load)
+	}
+	for _, sc := range scripts {
+		if err := sc.Load(ctx, s.c).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scriptResult reads the {code, value, uses} answer of the scripts.
+func scriptResult(op string, v []any, err error) (Record, error) {
+	if err != nil {
+		return Record{}, wrap(op, err)
+	}
+	code, _ := v[0].(int64)
+	switch code {
+	case 0:
+		return Record{}, ErrNotFound
+	case 2:
+		return Record{}, ErrUsed
+	case 3:
+		return Record{}, ErrRevoked
+	}
+	s, _ := v[1].(string)
+	rec, err := decode([]byte(s))
+	if err != nil {
+		return Record{}, err
+	}
+	if len(v) > 2 {
+		uses, _ := v[2].(int64)
+		rec.Uses = uint32(uses)
+	}
+	return rec, nil
+}
+
+func decode(b []byte) (Record, error) {
+	rec, err := decodeRecord(b)
+	if err != nil {
+		return Record{}, fmt.Errorf("store: %w", err)
+	}
+	return rec, nil
+}
+
+func fill(out []Result, err error) []Result {
+	for i := range out {
+		out[i].Err = err
+	}
+	return out
+}
+
+// wrapNil is wrap, with redis.Nil as ErrNotFound.
+func wrapNil(op string, err error) error {
+	if errors.Is(err, redis.Nil) {
+		return ErrNotFound
+	}
+	return wrap(op, err)
 }
 
 // wrap marks outages as ErrUnavailable. Redis replies that mean "not now"
@@ -114,3 +266,4 @@ func transient(reply string) bool {
 	}
 	return false
 }
+

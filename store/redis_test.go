@@ -95,10 +95,15 @@ func TestRedisUnavailable(t *testing.T) {
 	id := storetest.NewID(t)
 	checks := map[string]error{
 		"Put":    s.Put(ctx, id, storetest.NewRecord(`{}`, time.Minute)),
-		"Delete": s.Delete(ctx, id),
+		"Revoke": s.Revoke(ctx, id, time.Now()),
 		"Ping":   s.Ping(ctx),
 	}
 	_, checks["Get"] = s.Get(ctx, id)
+	_, checks["Consume"] = s.Consume(ctx, id, time.Now())
+	_, checks["Take"] = s.Take(ctx, id, time.Now())
+	_, checks["RevokeKey"] = s.RevokeKey(ctx, "k")
+	_, checks["KeyEpochs"] = s.KeyEpochs(ctx, []string{"k"})
+	checks["ConsumeMany"] = s.ConsumeMany(ctx, []store.ID{id}, time.Now())[0].Err
 	for op, err := range checks {
 		if !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("%s: got %v, want ErrUnavailable", op, err)
@@ -118,5 +123,25 @@ func TestRedisWrongTypeIsNotAnOutage(t *testing.T) {
 	_, err := s.Get(ctx, id)
 	if err == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get of a list key: got %v, want a plain error", err)
+	}
+}
+
+// A Redis that lost its script cache (restart, SCRIPT FLUSH) still serves
+// the pipelined batch: the scripts are loaded again and the batch retried.
+func TestRedisConsumeManyAfterScriptFlush(t *testing.T) {
+	s, c, _ := newRedis(t)
+	ctx := context.Background()
+	id := storetest.NewID(t)
+	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":1}`, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res := s.ConsumeMany(ctx, []store.ID{id, id}, time.Now())
+	for i, r := range res {
+		if r.Err != nil || string(r.Record.Bundle) != `{"a":1}` {
+			t.Fatalf("result %d: %+v", i, r)
+		}
 	}
 }

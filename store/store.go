@@ -1,6 +1,7 @@
-// Package store keeps token records: what a token was minted for and until
-// when. It knows nothing of HTTP or raw tokens: callers address records by
-// ID, a hash of the token, so a store dump never yields a usable token.
+// Package store keeps token records: what a token was minted for, under
+// which policy, and until when. It knows nothing of HTTP or raw tokens:
+// callers address records by ID, a hash of the token, so a store dump never
+// yields a usable token.
 //
 // Two implementations pass the same contract suite (package storetest):
 // Redis, for any number of service instances, and Memory, for one process
@@ -16,9 +17,13 @@ import (
 
 // Sentinel errors. Implementations wrap them, so test with errors.Is.
 var (
-	// ErrNotFound means no live record has the ID: it never existed, has
-	// expired or was deleted. These cases are deliberately not told apart.
+	// ErrNotFound means no record has the ID: it never existed or has
+	// expired. These cases are deliberately not told apart.
 	ErrNotFound = errors.New("store: not found")
+	// ErrUsed means the token has had all the uses it was minted for.
+	ErrUsed = errors.New("store: token used up")
+	// ErrRevoked means the token was revoked before it expired.
+	ErrRevoked = errors.New("store: token revoked")
 	// ErrExists means a record with the ID is already stored.
 	ErrExists = errors.New("store: record exists")
 	// ErrUnavailable means the backing store did not answer in time or
@@ -48,24 +53,105 @@ func ParseID(s string) (ID, error) {
 	return id, nil
 }
 
-// Record is what a token grants.
+// State is where a record is in its life.
+type State uint8
+
+// States of a record. Used and revoked records are tombstones: they keep
+// only the state and the minting key's id, until the token would have
+// expired, so callers can be told why a token no longer works.
+const (
+	Live State = iota
+	Used
+	Revoked
+)
+
+func (s State) String() string {
+	return [...]string{"live", "used", "revoked"}[s]
+}
+
+// MaxTTL is the longest lifetime a record may have.
+const MaxTTL = 30 * 24 * time.Hour
+
+// Record is what a token grants, and under which policy.
 type Record struct {
-	// Bundle is the JSON object the token was minted for, byte for byte.
+	// Bundle is the JSON object of public fields, byte for byte as minted.
 	Bundle json.RawMessage
+	// Private is a JSON object of the fields only server-side callers may
+	// read, or nil.
+	Private json.RawMessage
 	// KeyID is the id of the partner key that minted the token.
 	KeyID string
+	// KeyEpoch is the minting key's revocation epoch at mint time; the
+	// token is revoked once the key's epoch has moved past it.
+	KeyEpoch uint64
 	// CreatedAt is when the token was minted.
 	CreatedAt time.Time
-	// ExpiresAt is when the record disappears. It must be after CreatedAt.
+	// ExpiresAt is when the token expires at the latest. It must be after
+	// CreatedAt, by at most MaxTTL.
 	ExpiresAt time.Time
+	// SessionStart is when the first token of a refresh chain was minted;
+	// zero means CreatedAt.
+	SessionStart time.Time
+	// MaxUses is how many successful uses the token allows; 0 is no limit.
+	MaxUses uint32
+	// Uses is how many uses it has had.
+	Uses uint32
+	// ReuseGrace lets a token whose uses ran out work a while longer (a
+	// page reload right after the last use).
+	ReuseGrace time.Duration
+	// IdleTTL, if set, expires the token when unused this long; each use
+	// pushes the expiry forward, never past ExpiresAt.
+	IdleTTL time.Duration
+	// State is Live, or Used/Revoked for a tombstone (which keeps only
+	// State and KeyID).
+	State State
 }
 
 // TTL is the lifetime of the record from its creation.
 func (r Record) TTL() time.Duration { return r.ExpiresAt.Sub(r.CreatedAt) }
 
+// Session is the start of the refresh chain the record belongs to.
+func (r Record) Session() time.Time {
+	if r.SessionStart.IsZero() {
+		return r.CreatedAt
+	}
+	return r.SessionStart
+}
+
+// UsesLeft is how many uses remain, or -1 when there is no limit.
+func (r Record) UsesLeft() int64 {
+	if r.MaxUses == 0 {
+		return -1
+	}
+	return int64(r.MaxUses) - int64(r.Uses)
+}
+
+// initialTTL is how long the key lives when first written.
+func (r Record) initialTTL() time.Duration {
+	if r.IdleTTL > 0 && r.IdleTTL < r.TTL() {
+		return r.IdleTTL
+	}
+	return r.TTL()
+}
+
 func (r Record) validate() error {
-	if r.TTL() <= 0 {
+	switch {
+	case r.State != Live:
+		return errors.New("store: only live records can be written")
+	case r.TTL() < time.Millisecond:
 		return errors.New("store: record expires before it is created")
+	case r.TTL() > MaxTTL:
+		return errors.New("store: record lives longer than MaxTTL")
+	case r.Uses != 0:
+		return errors.New("store: a new record has had no uses")
+	case r.SessionStart.After(r.CreatedAt):
+		return errors.New("store: session starts after the record")
 	}
 	return nil
+}
+
+// Result is the outcome of consuming one token of a batch.
+type Result struct {
+	Record Record
+	Err    error
 }

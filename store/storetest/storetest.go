@@ -1,5 +1,5 @@
 // Package storetest is the contract every token store must meet, as a test
-// suite, plus a helper that starts a real Redis for tests.
+// suite, plus helpers that start real Redis servers for tests.
 package storetest
 
 import (
@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +20,13 @@ import (
 type Store interface {
 	Put(ctx context.Context, id store.ID, rec store.Record) error
 	Get(ctx context.Context, id store.ID) (store.Record, error)
-	Delete(ctx context.Context, id store.ID) error
+	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
+	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	Restore(ctx context.Context, id store.ID, rec store.Record) error
+	Revoke(ctx context.Context, id store.ID, now time.Time) error
+	KeyEpochs(ctx context.Context, keyIDs []string) (map[string]uint64, error)
+	RevokeKey(ctx context.Context, keyID string) (uint64, error)
 	Ping(ctx context.Context) error
 }
 
@@ -31,13 +38,20 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		fn   func(t *testing.T, s Store)
 	}{
 		{"RoundTripKeepsBytes", testRoundTrip},
-		{"GetMissing", testGetMissing},
+		{"PolicyRoundTrip", testPolicyRoundTrip},
+		{"Missing", testMissing},
 		{"PutTaken", testPutTaken},
-		{"Delete", testDelete},
 		{"Expires", testExpires},
-		{"RejectsNonPositiveTTL", testRejectsTTL},
+		{"RejectsBadRecords", testRejects},
+		{"UsesRunOut", testUsesRunOut},
+		{"ReuseGrace", testReuseGrace},
+		{"IdleExpiry", testIdleExpiry},
+		{"Revoke", testRevoke},
+		{"TakeAndRestore", testTake},
+		{"KeyEpochs", testKeyEpochs},
+		{"ConsumeManyInOrder", testConsumeMany},
+		{"SingleUseUnderConcurrency", testSingleUseRace},
 		{"Ping", testPing},
-		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,86 +77,89 @@ func NewRecord(bundle string, ttl time.Duration) store.Record {
 	return store.Record{Bundle: []byte(bundle), KeyID: "partner-1", CreatedAt: now, ExpiresAt: now.Add(ttl)}
 }
 
+func put(t *testing.T, s Store, rec store.Record) store.ID {
+	t.Helper()
+	id := NewID(t)
+	if err := s.Put(context.Background(), id, rec); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	return id
+}
+
+func wantErr(t *testing.T, what string, got, want error) {
+	t.Helper()
+	if !errors.Is(got, want) {
+		t.Fatalf("%s: got %v, want %v", what, got, want)
+	}
+}
+
 func testRoundTrip(t *testing.T, s Store) {
-	ctx := context.Background()
 	// Exactness matters: big integers, exponents, escapes, unicode and
 	// spacing must come back as they went in.
 	bundle := `{"auth":"k","n":12345678901234567890,"f":1.50e3,"nested":{"a":[1,"two",null,true]},"u":"\u00e9t\u00e9 – ok","s":"a\"b"}`
 	want := NewRecord(bundle, time.Hour)
-	id := NewID(t)
-	if err := s.Put(ctx, id, want); err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	got, err := s.Get(ctx, id)
-	if err != nil {
-		t.Fatalf("Get: %v", err)
-	}
-	if string(got.Bundle) != bundle {
-		t.Errorf("bundle changed:\nwant %s\ngot  %s", bundle, got.Bundle)
-	}
-	if diff := cmp.Diff(want.KeyID, got.KeyID); diff != "" {
-		t.Errorf("KeyID (-want +got):\n%s", diff)
-	}
-	if !got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) {
-		t.Errorf("times: want %v..%v, got %v..%v", want.CreatedAt, want.ExpiresAt, got.CreatedAt, got.ExpiresAt)
+	id := put(t, s, want)
+	for _, get := range []func() (store.Record, error){
+		func() (store.Record, error) { return s.Get(context.Background(), id) },
+		func() (store.Record, error) { return s.Consume(context.Background(), id, time.Now()) },
+	} {
+		got, err := get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Bundle) != bundle {
+			t.Errorf("bundle changed:\nwant %s\ngot  %s", bundle, got.Bundle)
+		}
+		if got.KeyID != want.KeyID || !got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) || got.State != store.Live {
+			t.Errorf("got %+v, want %+v", got, want)
+		}
 	}
 }
 
-func testGetMissing(t *testing.T, s Store) {
-	if _, err := s.Get(context.Background(), NewID(t)); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("Get of a missing id: got %v, want ErrNotFound", err)
+func testPolicyRoundTrip(t *testing.T, s Store) {
+	want := NewRecord(`{"pub":1}`, time.Hour)
+	want.Private = []byte(`{"auth":"secret"}`)
+	want.KeyEpoch = 7
+	want.SessionStart = want.CreatedAt.Add(-90 * time.Minute)
+	want.MaxUses, want.ReuseGrace, want.IdleTTL = 5, 3*time.Second, 10*time.Minute
+	id := put(t, s, want)
+	got, err := s.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
 	}
+	opts := cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
+	if diff := cmp.Diff(want, got, opts); diff != "" {
+		t.Fatalf("(-want +got)\n%s", diff)
+	}
+}
+
+func testMissing(t *testing.T, s Store) {
+	ctx, id := context.Background(), NewID(t)
+	_, err := s.Get(ctx, id)
+	wantErr(t, "Get", err, store.ErrNotFound)
+	_, err = s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume", err, store.ErrNotFound)
+	_, err = s.Take(ctx, id, time.Now())
+	wantErr(t, "Take", err, store.ErrNotFound)
+	wantErr(t, "Revoke", s.Revoke(ctx, id, time.Now()), store.ErrNotFound)
 }
 
 func testPutTaken(t *testing.T, s Store) {
 	ctx := context.Background()
-	id := NewID(t)
-	if err := s.Put(ctx, id, NewRecord(`{"a":1}`, time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Put(ctx, id, NewRecord(`{"a":2}`, time.Hour)); !errors.Is(err, store.ErrExists) {
-		t.Fatalf("second Put: got %v, want ErrExists", err)
-	}
+	id := put(t, s, NewRecord(`{"a":1}`, time.Hour))
+	wantErr(t, "second Put", s.Put(ctx, id, NewRecord(`{"a":2}`, time.Hour)), store.ErrExists)
 	got, err := s.Get(ctx, id)
 	if err != nil || string(got.Bundle) != `{"a":1}` {
 		t.Fatalf("the first record must survive: got %s, %v", got.Bundle, err)
 	}
 }
 
-func testDelete(t *testing.T, s Store) {
-	ctx := context.Background()
-	id, other := NewID(t), NewID(t)
-	for _, i := range []store.ID{id, other} {
-		if err := s.Put(ctx, i, NewRecord(`{}`, time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Delete(ctx, id); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	if _, err := s.Get(ctx, id); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("Get after Delete: got %v, want ErrNotFound", err)
-	}
-	if err := s.Delete(ctx, id); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("second Delete: got %v, want ErrNotFound", err)
-	}
-	if _, err := s.Get(ctx, other); err != nil {
-		t.Fatalf("Delete removed another record: %v", err)
-	}
-}
-
-func testExpires(t *testing.T, s Store) {
-	ctx := context.Background()
-	id := NewID(t)
-	if err := s.Put(ctx, id, NewRecord(`{}`, 300*time.Millisecond)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Get(ctx, id); err != nil {
-		t.Fatalf("Get right after Put: %v", err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
+// waitGone polls until the record is gone, for expiry kept by the store.
+func waitGone(t *testing.T, s Store, id store.ID, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
-		_, err := s.Get(ctx, id)
+		_, err := s.Get(context.Background(), id)
 		if errors.Is(err, store.ErrNotFound) {
 			return
 		}
@@ -150,47 +167,224 @@ func testExpires(t *testing.T, s Store) {
 			t.Fatalf("Get: %v", err)
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the record outlived its TTL by seconds")
+			t.Fatal("the record outlived its expiry by seconds")
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond)
 	}
 }
 
-func testRejectsTTL(t *testing.T, s Store) {
+func testExpires(t *testing.T, s Store) {
+	id := put(t, s, NewRecord(`{}`, 300*time.Millisecond))
+	if _, err := s.Get(context.Background(), id); err != nil {
+		t.Fatalf("Get right after Put: %v", err)
+	}
+	waitGone(t, s, id, 5*time.Second)
+	// A clock past the expiry is refused even before the store drops it.
+	id = put(t, s, NewRecord(`{}`, time.Hour))
+	_, err := s.Consume(context.Background(), id, time.Now().Add(time.Hour))
+	wantErr(t, "Consume after ExpiresAt", err, store.ErrNotFound)
+}
+
+func testRejects(t *testing.T, s Store) {
+	bad := map[string]func(*store.Record){
+		"expires at creation": func(r *store.Record) { r.ExpiresAt = r.CreatedAt },
+		"too long":            func(r *store.Record) { r.ExpiresAt = r.CreatedAt.Add(store.MaxTTL + time.Second) },
+		"tombstone":           func(r *store.Record) { r.State = store.Revoked },
+		"used already":        func(r *store.Record) { r.MaxUses, r.Uses = 2, 1 },
+	}
+	for name, edit := range bad {
+		rec := NewRecord(`{}`, time.Hour)
+		edit(&rec)
+		if err := s.Put(context.Background(), NewID(t), rec); err == nil {
+			t.Errorf("%s: Put succeeded", name)
+		}
+	}
+}
+
+func testUsesRunOut(t *testing.T, s Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{"a":1}`, time.Hour)
+	rec.MaxUses = 3
+	id := put(t, s, rec)
+	for i := 1; i <= 3; i++ {
+		got, err := s.Consume(ctx, id, time.Now())
+		if err != nil {
+			t.Fatalf("use %d: %v", i, err)
+		}
+		if got.Uses != uint32(i) || got.UsesLeft() != int64(3-i) || string(got.Bundle) != `{"a":1}` {
+			t.Fatalf("use %d: uses %d, left %d, bundle %s", i, got.Uses, got.UsesLeft(), got.Bundle)
+		}
+	}
+	_, err := s.Consume(ctx, id, time.Now())
+	wantErr(t, "fourth use", err, store.ErrUsed)
+	got, err := s.Get(ctx, id)
+	if err != nil || got.State != store.Used || got.KeyID != rec.KeyID || got.Bundle != nil {
+		t.Fatalf("Get of a used token: %+v, %v; want a tombstone keeping the key id", got, err)
+	}
+	// Unlimited tokens count nothing.
+	id = put(t, s, NewRecord(`{}`, time.Hour))
+	for i := 0; i < 5; i++ {
+		if got, err := s.Consume(ctx, id, time.Now()); err != nil || got.UsesLeft() != -1 {
+			t.Fatalf("unlimited use %d: %+v %v", i, got, err)
+		}
+	}
+}
+
+func testReuseGrace(t *testing.T, s Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{"a":1}`, time.Hour)
+	rec.MaxUses, rec.ReuseGrace = 1, 2*time.Second
+	id := put(t, s, rec)
+	t0 := time.Now()
+	if _, err := s.Consume(ctx, id, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Consume(ctx, id, t0.Add(time.Second)); err != nil || string(got.Bundle) != `{"a":1}` {
+		t.Fatalf("reuse within the grace: %v", err)
+	}
+	_, err := s.Consume(ctx, id, t0.Add(2100*time.Millisecond))
+	wantErr(t, "reuse after the grace", err, store.ErrUsed)
+	_, err = s.Consume(ctx, id, t0.Add(time.Second))
+	wantErr(t, "once used up, always used up", err, store.ErrUsed)
+}
+
+func testIdleExpiry(t *testing.T, s Store) {
+	ctx := context.Background()
 	rec := NewRecord(`{}`, time.Hour)
-	rec.ExpiresAt = rec.CreatedAt
-	if err := s.Put(context.Background(), NewID(t), rec); err == nil {
-		t.Fatal("Put of a record that expires as it is created succeeded")
+	rec.IdleTTL = 400 * time.Millisecond
+	id := put(t, s, rec)
+	// Each use within the idle time keeps it alive past the first idle
+	// deadline.
+	end := time.Now().Add(time.Second)
+	for time.Now().Before(end) {
+		if _, err := s.Consume(ctx, id, time.Now()); err != nil {
+			t.Fatalf("use while active: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitGone(t, s, id, 5*time.Second)
+
+	// Never past the absolute expiry.
+	rec = NewRecord(`{}`, 300*time.Millisecond)
+	rec.IdleTTL = time.Hour
+	id = put(t, s, rec)
+	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, s, id, 5*time.Second)
+}
+
+func testRevoke(t *testing.T, s Store) {
+	ctx := context.Background()
+	id, other := put(t, s, NewRecord(`{}`, time.Hour)), put(t, s, NewRecord(`{}`, time.Hour))
+	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume after Revoke", err, store.ErrRevoked)
+	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+		t.Fatalf("second Revoke: %v", err)
+	}
+	if got, _ := s.Get(ctx, id); got.State != store.Revoked || got.KeyID != "partner-1" {
+		t.Fatalf("Get after Revoke: %+v", got)
+	}
+	if _, err := s.Consume(ctx, other, time.Now()); err != nil {
+		t.Fatalf("Revoke hit another record: %v", err)
+	}
+}
+
+func testTake(t *testing.T, s Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{"a":1}`, time.Hour)
+	id := put(t, s, rec)
+	got, err := s.Take(ctx, id, time.Now())
+	if err != nil || string(got.Bundle) != `{"a":1}` {
+		t.Fatalf("Take: %+v %v", got, err)
+	}
+	_, err = s.Take(ctx, id, time.Now())
+	wantErr(t, "second Take", err, store.ErrRevoked)
+	if err := s.Restore(ctx, id, got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
+		t.Fatalf("Consume after Restore: %v", err)
+	}
+}
+
+func testKeyEpochs(t *testing.T, s Store) {
+	ctx := context.Background()
+	got, err := s.KeyEpochs(ctx, []string{"a", "b"})
+	if err != nil || got["a"] != 0 || got["b"] != 0 {
+		t.Fatalf("fresh epochs: %v %v", got, err)
+	}
+	for want := uint64(1); want <= 2; want++ {
+		if n, err := s.RevokeKey(ctx, "a"); err != nil || n != want {
+			t.Fatalf("RevokeKey = %d, %v; want %d", n, err, want)
+		}
+	}
+	got, err = s.KeyEpochs(ctx, []string{"a", "b"})
+	if err != nil || got["a"] != 2 || got["b"] != 0 {
+		t.Fatalf("epochs: %v %v", got, err)
+	}
+}
+
+func testConsumeMany(t *testing.T, s Store) {
+	ctx := context.Background()
+	single := NewRecord(`{"n":2}`, time.Hour)
+	single.MaxUses = 1
+	ids := []store.ID{put(t, s, NewRecord(`{"n":0}`, time.Hour)), NewID(t), put(t, s, single), put(t, s, NewRecord(`{"n":3}`, time.Hour))}
+	if err := s.Revoke(ctx, ids[3], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, ids[2]) // the single-use token twice: the second is used
+	res := s.ConsumeMany(ctx, ids, time.Now())
+	if len(res) != len(ids) {
+		t.Fatalf("%d results for %d ids", len(res), len(ids))
+	}
+	if res[0].Err != nil || string(res[0].Record.Bundle) != `{"n":0}` {
+		t.Errorf("0: %+v", res[0])
+	}
+	wantErr(t, "1", res[1].Err, store.ErrNotFound)
+	if res[2].Err != nil || string(res[2].Record.Bundle) != `{"n":2}` {
+		t.Errorf("2: %+v", res[2])
+	}
+	wantErr(t, "3", res[3].Err, store.ErrRevoked)
+	wantErr(t, "4", res[4].Err, store.ErrUsed)
+}
+
+// 50 concurrent uses of a single-use token: exactly one succeeds.
+func testSingleUseRace(t *testing.T, s Store) {
+	rec := NewRecord(`{}`, time.Hour)
+	rec.MaxUses = 1
+	id := put(t, s, rec)
+	var ok, used atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := s.Consume(context.Background(), id, time.Now())
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, store.ErrUsed):
+				used.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if ok.Load() != 1 || used.Load() != 49 {
+		t.Fatalf("%d successes and %d used; want 1 and 49", ok.Load(), used.Load())
 	}
 }
 
 func testPing(t *testing.T, s Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
-	}
-}
-
-func testConcurrent(t *testing.T, s Store) {
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i := 0; i < 32; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := NewID(t)
-			if err := s.Put(ctx, id, NewRecord(`{"x":1}`, time.Minute)); err != nil {
-				errs <- err
-				return
-			}
-			if _, err := s.Get(ctx, id); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
 	}
 }
