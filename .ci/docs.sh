@@ -26,7 +26,7 @@ work=$(mktemp -d /tmp/tokensvc-docs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 # The page, the script it loads and the spec must be there before a browser is worth starting.
-status() { curl -sS -o "$2" -w '%{http_code} %{content_type}' "$1"; }
+status() { curl -sSL -o "$2" -w '%{http_code} %{content_type}' "$1"; }
 got=$(status "$base/docs" "$work/page.html") || fail "GET $base/docs: curl failed"
 [[ $got == "200 text/html"* ]] || fail "GET /docs: want 200 text/html, got '$got'"
 script=$(sed -n 's/.*<script[^>]* src="\([^"]*\)".*/\1/p' "$work/page.html" | head -n 1)
@@ -48,7 +48,7 @@ mapfile -t summaries < <(sed -n 's/^      summary: *//p' "$work/openapi.yaml" | 
 
 flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run
   --disable-background-networking --disable-component-update --disable-sync
-  --user-data-dir="$work/profile" --window-size=1280,900 --virtual-time-budget=10000)
+  --user-data-dir="$work/profile" "--window-size=1280,900" --virtual-time-budget=10000)
 start=$SECONDS
 timeout 120 chromium "${flags[@]}" --dump-dom "$base/docs" >"$work/dom.html" 2>"$work/chromium.log" ||
   { tail -n 20 "$work/chromium.log" >&2; fail "chromium exited with $?"; }
