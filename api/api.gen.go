@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -24,19 +25,53 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for BatchResultError.
+const (
+	BatchResultErrorInvalidToken     BatchResultError = "invalid_token"
+	BatchResultErrorOriginNotAllowed BatchResultError = "origin_not_allowed"
+	BatchResultErrorTokenRevoked     BatchResultError = "token_revoked"
+	BatchResultErrorTokenUsed        BatchResultError = "token_used"
+)
+
+// Valid indicates whether the value is a known member of the BatchResultError enum.
+func (e BatchResultError) Valid() bool {
+	switch e {
+	case BatchResultErrorInvalidToken:
+		return true
+	case BatchResultErrorOriginNotAllowed:
+		return true
+	case BatchResultErrorTokenRevoked:
+		return true
+	case BatchResultErrorTokenUsed:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ErrorError.
 const (
-	ErrorErrorBadRequest           ErrorError = "bad_request"
-	ErrorErrorBodyTooLarge         ErrorError = "body_too_large"
-	ErrorErrorInternal             ErrorError = "internal"
-	ErrorErrorInvalidApiKey        ErrorError = "invalid_api_key"
-	ErrorErrorInvalidBody          ErrorError = "invalid_body"
-	ErrorErrorInvalidToken         ErrorError = "invalid_token"
-	ErrorErrorInvalidTtl           ErrorError = "invalid_ttl"
-	ErrorErrorMethodNotAllowed     ErrorError = "method_not_allowed"
-	ErrorErrorNotFound             ErrorError = "not_found"
-	ErrorErrorStoreUnavailable     ErrorError = "store_unavailable"
-	ErrorErrorUnsupportedMediaType ErrorError = "unsupported_media_type"
+	ErrorErrorBadRequest             ErrorError = "bad_request"
+	ErrorErrorBodyTooLarge           ErrorError = "body_too_large"
+	ErrorErrorIdempotencyConflict    ErrorError = "idempotency_conflict"
+	ErrorErrorIdempotencyUnavailable ErrorError = "idempotency_unavailable"
+	ErrorErrorInternal               ErrorError = "internal"
+	ErrorErrorInvalidApiKey          ErrorError = "invalid_api_key"
+	ErrorErrorInvalidBody            ErrorError = "invalid_body"
+	ErrorErrorInvalidToken           ErrorError = "invalid_token"
+	ErrorErrorInvalidTtl             ErrorError = "invalid_ttl"
+	ErrorErrorMethodNotAllowed       ErrorError = "method_not_allowed"
+	ErrorErrorMissingToken           ErrorError = "missing_token"
+	ErrorErrorNotFound               ErrorError = "not_found"
+	ErrorErrorOriginNotAllowed       ErrorError = "origin_not_allowed"
+	ErrorErrorRateLimited            ErrorError = "rate_limited"
+	ErrorErrorReloadFailed           ErrorError = "reload_failed"
+	ErrorErrorSessionExpired         ErrorError = "session_expired"
+	ErrorErrorStoreUnavailable       ErrorError = "store_unavailable"
+	ErrorErrorTokenRevoked           ErrorError = "token_revoked"
+	ErrorErrorTokenUsed              ErrorError = "token_used"
+	ErrorErrorUnauthorized           ErrorError = "unauthorized"
+	ErrorErrorUnsupportedMediaType   ErrorError = "unsupported_media_type"
 )
 
 // Valid indicates whether the value is a known member of the ErrorError enum.
@@ -45,6 +80,10 @@ func (e ErrorError) Valid() bool {
 	case ErrorErrorBadRequest:
 		return true
 	case ErrorErrorBodyTooLarge:
+		return true
+	case ErrorErrorIdempotencyConflict:
+		return true
+	case ErrorErrorIdempotencyUnavailable:
 		return true
 	case ErrorErrorInternal:
 		return true
@@ -58,11 +97,48 @@ func (e ErrorError) Valid() bool {
 		return true
 	case ErrorErrorMethodNotAllowed:
 		return true
+	case ErrorErrorMissingToken:
+		return true
 	case ErrorErrorNotFound:
+		return true
+	case ErrorErrorOriginNotAllowed:
+		return true
+	case ErrorErrorRateLimited:
+		return true
+	case ErrorErrorReloadFailed:
+		return true
+	case ErrorErrorSessionExpired:
 		return true
 	case ErrorErrorStoreUnavailable:
 		return true
+	case ErrorErrorTokenRevoked:
+		return true
+	case ErrorErrorTokenUsed:
+		return true
+	case ErrorErrorUnauthorized:
+		return true
 	case ErrorErrorUnsupportedMediaType:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SourceStatusKind.
+const (
+	File   SourceStatusKind = "file"
+	Http   SourceStatusKind = "http"
+	Inline SourceStatusKind = "inline"
+)
+
+// Valid indicates whether the value is a known member of the SourceStatusKind enum.
+func (e SourceStatusKind) Valid() bool {
+	switch e {
+	case File:
+		return true
+	case Http:
+		return true
+	case Inline:
 		return true
 	default:
 		return false
@@ -84,6 +160,55 @@ func (e StatusStatus) Valid() bool {
 	}
 }
 
+// Defines values for TokenInfoState.
+const (
+	Live    TokenInfoState = "live"
+	Revoked TokenInfoState = "revoked"
+	Used    TokenInfoState = "used"
+)
+
+// Valid indicates whether the value is a known member of the TokenInfoState enum.
+func (e TokenInfoState) Valid() bool {
+	switch e {
+	case Live:
+		return true
+	case Revoked:
+		return true
+	case Used:
+		return true
+	default:
+		return false
+	}
+}
+
+// BatchRequest defines model for BatchRequest.
+type BatchRequest struct {
+	// Tokens Tokens to verify; at most the configured cap (100 unless configured).
+	//
+	// Example: ["bbf18f21-3d0d-4a4c-b650-9c14d4075ce0"]
+	Tokens []string `json:"tokens"`
+}
+
+// BatchResponse defines model for BatchResponse.
+type BatchResponse struct {
+	Results []BatchResult `json:"results"`
+}
+
+// BatchResult Either `valid` with the `bundle`, or not `valid` with an `error` code as `GET /verify` would answer.
+type BatchResult struct {
+	// Bundle The parameters stored with a token: any JSON object, nested values
+	// included.
+	//
+	//
+	// Example: {"auth":"apiKey","file":"/drawings/floor-1.dwg","server":"eu-1","userId":"user-42"}
+	Bundle *Bundle           `json:"bundle,omitempty"`
+	Error  *BatchResultError `json:"error,omitempty"`
+	Valid  bool              `json:"valid"`
+}
+
+// BatchResultError defines model for BatchResult.Error.
+type BatchResultError string
+
 // Bundle The parameters stored with a token: any JSON object, nested values
 // included.
 //
@@ -98,6 +223,16 @@ type Error struct {
 	// - `invalid_ttl`: `ttl` is out of the configured bounds.
 	// - `invalid_api_key`: the partner key is missing or unknown.
 	// - `invalid_token`: the token is missing, malformed, unknown or expired.
+	// - `token_used`: the token's uses ran out.
+	// - `token_revoked`: the token, or every token of its partner key, was revoked.
+	// - `origin_not_allowed`: a browser call from an origin the partner key does not allow.
+	// - `session_expired`: a refresh past the maximum session lifetime.
+	// - `missing_token`: forward auth got no token at all (401).
+	// - `idempotency_conflict`: an Idempotency-Key reused with another body, or its token ended.
+	// - `idempotency_unavailable`: Idempotency-Key needs TOKENSVC_IDEMPOTENCY_SECRET with Redis.
+	// - `unauthorized`: the admin token is missing or wrong.
+	// - `rate_limited`: too many requests; see Retry-After.
+	// - `reload_failed`: the key source could not be loaded.
 	// - `body_too_large`: the body is over the configured size limit.
 	// - `unsupported_media_type`: the body's Content-Type is not accepted.
 	// - `not_found`, `method_not_allowed`: no such route or method.
@@ -120,6 +255,16 @@ type Error struct {
 // - `invalid_ttl`: `ttl` is out of the configured bounds.
 // - `invalid_api_key`: the partner key is missing or unknown.
 // - `invalid_token`: the token is missing, malformed, unknown or expired.
+// - `token_used`: the token's uses ran out.
+// - `token_revoked`: the token, or every token of its partner key, was revoked.
+// - `origin_not_allowed`: a browser call from an origin the partner key does not allow.
+// - `session_expired`: a refresh past the maximum session lifetime.
+// - `missing_token`: forward auth got no token at all (401).
+// - `idempotency_conflict`: an Idempotency-Key reused with another body, or its token ended.
+// - `idempotency_unavailable`: Idempotency-Key needs TOKENSVC_IDEMPOTENCY_SECRET with Redis.
+// - `unauthorized`: the admin token is missing or wrong.
+// - `rate_limited`: too many requests; see Retry-After.
+// - `reload_failed`: the key source could not be loaded.
 // - `body_too_large`: the body is over the configured size limit.
 // - `unsupported_media_type`: the body's Content-Type is not accepted.
 // - `not_found`, `method_not_allowed`: no such route or method.
@@ -154,6 +299,55 @@ type GeneratedToken struct {
 	TokenId string `json:"token_id"`
 }
 
+// KeyInfo defines model for KeyInfo.
+type KeyInfo struct {
+	// DefaultTtl Seconds; absent means the service's default.
+	DefaultTtl      *int64 `json:"default_ttl,omitempty"`
+	Disabled        bool   `json:"disabled"`
+	HasClientSecret bool   `json:"has_client_secret"`
+	HasServerSecret bool   `json:"has_server_secret"`
+	Id              string `json:"id"`
+
+	// MaxTtl Seconds; absent means the service's maximum.
+	MaxTtl  *int64   `json:"max_ttl,omitempty"`
+	Origins []string `json:"origins"`
+
+	// Source Where the key comes from; a URL has its credentials and query redacted.
+	Source string `json:"source"`
+}
+
+// KeyList defines model for KeyList.
+type KeyList struct {
+	Keys   []KeyInfo    `json:"keys"`
+	Source SourceStatus `json:"source"`
+}
+
+// KeyRevocation defines model for KeyRevocation.
+type KeyRevocation struct {
+	// Epoch The key's revocation epoch now.
+	Epoch int64  `json:"epoch"`
+	KeyId string `json:"key_id"`
+}
+
+// SourceStatus defines model for SourceStatus.
+type SourceStatus struct {
+	// Generation Goes up each time a new set of keys is put in force.
+	Generation int64 `json:"generation"`
+
+	// Keys How many keys are in force.
+	Keys        int              `json:"keys"`
+	Kind        SourceStatusKind `json:"kind"`
+	LastAttempt *time.Time       `json:"last_attempt,omitempty"`
+
+	// LastError Why the last reload failed; absent once one succeeds.
+	LastError   *string    `json:"last_error,omitempty"`
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	Source      string     `json:"source"`
+}
+
+// SourceStatusKind defines model for SourceStatus.Kind.
+type SourceStatusKind string
+
 // Status defines model for Status.
 type Status struct {
 	Status StatusStatus `json:"status"`
@@ -162,14 +356,72 @@ type Status struct {
 // StatusStatus defines model for Status.Status.
 type StatusStatus string
 
+// TokenInfo defines model for TokenInfo.
+type TokenInfo struct {
+	// CreatedAt Unix seconds; 0 for a used or revoked token.
+	CreatedAt int64 `json:"created_at"`
+
+	// ExpiresAt Absolute expiry, Unix seconds; 0 for a used or revoked token.
+	ExpiresAt int64 `json:"expires_at"`
+
+	// IdleTtl Sliding expiry in seconds, if any.
+	IdleTtl *int64 `json:"idle_ttl,omitempty"`
+
+	// KeyId The partner key that minted the token.
+	KeyId string `json:"key_id"`
+
+	// MaxUses The use limit; absent when there is none.
+	MaxUses *int64 `json:"max_uses,omitempty"`
+
+	// PrivateFields Names of the fields only server-side callers see.
+	PrivateFields []string `json:"private_fields"`
+
+	// ReuseGrace Reuse grace in seconds, if any.
+	ReuseGrace *int64 `json:"reuse_grace,omitempty"`
+
+	// SessionStartedAt When the first token of its refresh chain was minted, Unix seconds.
+	SessionStartedAt int64 `json:"session_started_at"`
+
+	// State A used or revoked token keeps only its state and key until it would have expired.
+	State   TokenInfoState `json:"state"`
+	TokenId string         `json:"token_id"`
+
+	// Uses Successful uses so far.
+	Uses int64 `json:"uses"`
+
+	// UsesLeft Uses left; absent when there is no limit.
+	UsesLeft *int64 `json:"uses_left,omitempty"`
+}
+
+// TokenInfoState A used or revoked token keeps only its state and key until it would have expired.
+type TokenInfoState string
+
+// TokenID defines model for TokenID.
+type TokenID = string
+
 // BadRequest defines model for BadRequest.
 type BadRequest = Error
 
 // Internal defines model for Internal.
 type Internal = Error
 
+// InvalidAPIKey defines model for InvalidAPIKey.
+type InvalidAPIKey = Error
+
+// NotFound defines model for NotFound.
+type NotFound = Error
+
+// RateLimited defines model for RateLimited.
+type RateLimited = Error
+
 // StoreUnavailable defines model for StoreUnavailable.
 type StoreUnavailable = Error
+
+// TokenRejected defines model for TokenRejected.
+type TokenRejected = Error
+
+// Unauthorized defines model for Unauthorized.
+type Unauthorized = Error
 
 // GenerateFormdataBody defines parameters for Generate.
 type GenerateFormdataBody struct {
@@ -181,6 +433,33 @@ type GenerateParams struct {
 	// TTL (1 hour unless configured); must be between 1 and the
 	// configured maximum (24 hours unless configured).
 	Ttl *int64 `form:"ttl,omitempty" json:"ttl,omitempty"`
+
+	// Uses How many successful verifications the token allows: 1 is single
+	// use. Absent means any number until expiry. Counted atomically in
+	// the store.
+	Uses *int64 `form:"uses,omitempty" json:"uses,omitempty"`
+
+	// ReuseGrace Seconds after the last allowed use during which the token still
+	// verifies (for example a page reload right after a single use).
+	// Needs `uses`.
+	ReuseGrace *int64 `form:"reuse_grace,omitempty" json:"reuse_grace,omitempty"`
+
+	// IdleTtl Sliding expiry in seconds: the token expires when not verified
+	// for this long; each use pushes the expiry forward, never past
+	// the absolute expiry.
+	IdleTtl *int64 `form:"idle_ttl,omitempty" json:"idle_ttl,omitempty"`
+
+	// Private Comma-separated names of bundle fields a browser must never see.
+	// `/verify` from a browser returns only the other fields; private
+	// ones go to server-side callers presenting the minting partner's
+	// `x-api-key`, and to gateways through `/auth`.
+	Private *string `form:"private,omitempty" json:"private,omitempty"`
+
+	// IdempotencyKey Makes minting safe to retry: a retry with the same key and the
+	// same body, from the same partner, while the token lives, answers
+	// the same token instead of minting another. The same key with
+	// another body is a 409.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
 // GenerateJSONRequestBody defines body for Generate for application/json ContentType.
@@ -188,6 +467,9 @@ type GenerateJSONRequestBody = Bundle
 
 // GenerateFormdataRequestBody defines body for Generate for application/x-www-form-urlencoded ContentType.
 type GenerateFormdataRequestBody GenerateFormdataBody
+
+// VerifyBatchJSONRequestBody defines body for VerifyBatch for application/json ContentType.
+type VerifyBatchJSONRequestBody = BatchRequest
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -263,6 +545,36 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// AdminListKeys List partner keys and the key source's state
+	//
+	// Never shows a secret, only which kinds of secret each key has.
+	//
+	// Corresponds with GET /admin/keys (the `AdminListKeys` operationId).
+	AdminListKeys(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminRevokeKeyTokens Revoke every token a key has minted so far
+	//
+	// One store write moves the key's revocation epoch on: every token the
+	// key minted before is answered 403 `token_revoked` by every instance,
+	// at once. Tokens minted afterwards work.
+	//
+	// Corresponds with POST /admin/keys/{key_id}/revoke-tokens (the `AdminRevokeKeyTokens` operationId).
+	AdminRevokeKeyTokens(ctx context.Context, keyId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminReload Reload the key source now
+	//
+	// Fetches the key source at once instead of waiting for the next
+	// period. A failure keeps the last good set of keys and is a 502
+	// `reload_failed`.
+	//
+	// Corresponds with POST /admin/reload (the `AdminReload` operationId).
+	AdminReload(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminRevokeToken Revoke any partner's token
+	//
+	// Corresponds with DELETE /admin/tokens/{token_id} (the `AdminRevokeToken` operationId).
+	AdminRevokeToken(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GenerateWithBody Mint a session token for a bundle of parameters
 	//
 	// Stores the request body (the bundle) under a fresh random token and
@@ -329,14 +641,138 @@ type ClientInterface interface {
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// Refresh Swap a live token for a fresh one
+	//
+	// Ends the presented token at once and mints a new one with the same
+	// bundle and policy (the use count starts again). The new token lives
+	// as long as the old one was minted for, but never past the configured
+	// maximum session lifetime, counted from the first token of the chain.
+	//
+	// Corresponds with POST /refresh (the `Refresh` operationId).
+	Refresh(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeToken Revoke a token now
+	//
+	// Ends the token at once, for every instance sharing the store. Later
+	// verifications answer 403 `token_revoked`. Revoking twice is fine.
+	//
+	// Corresponds with DELETE /tokens/{token_id} (the `RevokeToken` operationId).
+	RevokeToken(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetToken Look at a token without using it
+	//
+	// The token's metadata, for the partner that minted it. Other
+	// partners' tokens, and unknown or expired ones, are 404.
+	//
+	// Corresponds with GET /tokens/{token_id} (the `GetToken` operationId).
+	GetToken(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Verify Read the bundle of a token
 	//
 	// Answers the bundle exactly as it was stored (same keys, same JSON
 	// values and types). The token goes in `x-api-token`, or in
-	// `Authorization: Bearer <token>`.
+	// `Authorization: Bearer <token>`. Each call is one use of the token.
+	//
+	// A browser call (with an `Origin` header) succeeds only from an origin
+	// the minting partner key allows. Private fields are left out unless
+	// the caller also presents the minting partner's `x-api-key`.
 	//
 	// Corresponds with GET /verify (the `Verify` operationId).
 	Verify(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// VerifyBatchWithBody Verify many tokens in one call
+	//
+	// Verifies up to the configured number of tokens (100 unless
+	// configured) with one store round trip per Redis node. Each token is
+	// judged exactly as by `GET /verify`: it counts a use, and origins and
+	// private fields follow the same rules. Results are in request order.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /verify/batch (the `VerifyBatch` operationId).
+	VerifyBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// VerifyBatch Verify many tokens in one call
+	//
+	// Verifies up to the configured number of tokens (100 unless
+	// configured) with one store round trip per Redis node. Each token is
+	// judged exactly as by `GET /verify`: it counts a use, and origins and
+	// private fields follow the same rules. Results are in request order.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /verify/batch (the `VerifyBatch` operationId).
+	VerifyBatch(ctx context.Context, body VerifyBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// AdminListKeys List partner keys and the key source's state
+//
+// Never shows a secret, only which kinds of secret each key has.
+//
+// Corresponds with GET /admin/keys (the `AdminListKeys` operationId).
+func (c *Client) AdminListKeys(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminListKeysRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminRevokeKeyTokens Revoke every token a key has minted so far
+//
+// One store write moves the key's revocation epoch on: every token the
+// key minted before is answered 403 `token_revoked` by every instance,
+// at once. Tokens minted afterwards work.
+//
+// Corresponds with POST /admin/keys/{key_id}/revoke-tokens (the `AdminRevokeKeyTokens` operationId).
+func (c *Client) AdminRevokeKeyTokens(ctx context.Context, keyId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminRevokeKeyTokensRequest(c.Server, keyId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminReload Reload the key source now
+//
+// Fetches the key source at once instead of waiting for the next
+// period. A failure keeps the last good set of keys and is a 502
+// `reload_failed`.
+//
+// Corresponds with POST /admin/reload (the `AdminReload` operationId).
+func (c *Client) AdminReload(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminReloadRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminRevokeToken Revoke any partner's token
+//
+// Corresponds with DELETE /admin/tokens/{token_id} (the `AdminRevokeToken` operationId).
+func (c *Client) AdminRevokeToken(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminRevokeTokenRequest(c.Server, tokenId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GenerateWithBody Mint a session token for a bundle of parameters
@@ -465,11 +901,71 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 	return c.Client.Do(req)
 }
 
+// Refresh Swap a live token for a fresh one
+//
+// Ends the presented token at once and mints a new one with the same
+// bundle and policy (the use count starts again). The new token lives
+// as long as the old one was minted for, but never past the configured
+// maximum session lifetime, counted from the first token of the chain.
+//
+// Corresponds with POST /refresh (the `Refresh` operationId).
+func (c *Client) Refresh(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRefreshRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RevokeToken Revoke a token now
+//
+// Ends the token at once, for every instance sharing the store. Later
+// verifications answer 403 `token_revoked`. Revoking twice is fine.
+//
+// Corresponds with DELETE /tokens/{token_id} (the `RevokeToken` operationId).
+func (c *Client) RevokeToken(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeTokenRequest(c.Server, tokenId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetToken Look at a token without using it
+//
+// The token's metadata, for the partner that minted it. Other
+// partners' tokens, and unknown or expired ones, are 404.
+//
+// Corresponds with GET /tokens/{token_id} (the `GetToken` operationId).
+func (c *Client) GetToken(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTokenRequest(c.Server, tokenId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // Verify Read the bundle of a token
 //
 // Answers the bundle exactly as it was stored (same keys, same JSON
 // values and types). The token goes in `x-api-token`, or in
-// `Authorization: Bearer <token>`.
+// `Authorization: Bearer <token>`. Each call is one use of the token.
+//
+// A browser call (with an `Origin` header) succeeds only from an origin
+// the minting partner key allows. Private fields are left out unless
+// the caller also presents the minting partner's `x-api-key`.
 //
 // Corresponds with GET /verify (the `Verify` operationId).
 func (c *Client) Verify(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -482,6 +978,172 @@ func (c *Client) Verify(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// VerifyBatchWithBody Verify many tokens in one call
+//
+// Verifies up to the configured number of tokens (100 unless
+// configured) with one store round trip per Redis node. Each token is
+// judged exactly as by `GET /verify`: it counts a use, and origins and
+// private fields follow the same rules. Results are in request order.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /verify/batch (the `VerifyBatch` operationId).
+func (c *Client) VerifyBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewVerifyBatchRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// VerifyBatch Verify many tokens in one call
+//
+// Verifies up to the configured number of tokens (100 unless
+// configured) with one store round trip per Redis node. Each token is
+// judged exactly as by `GET /verify`: it counts a use, and origins and
+// private fields follow the same rules. Results are in request order.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /verify/batch (the `VerifyBatch` operationId).
+func (c *Client) VerifyBatch(ctx context.Context, body VerifyBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewVerifyBatchRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// NewAdminListKeysRequest constructs an http.Request for the AdminListKeys method
+func NewAdminListKeysRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/keys")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminRevokeKeyTokensRequest constructs an http.Request for the AdminRevokeKeyTokens method
+func NewAdminRevokeKeyTokensRequest(server string, keyId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/keys/%s/revoke-tokens", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminReloadRequest constructs an http.Request for the AdminReload method
+func NewAdminReloadRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/reload")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminRevokeTokenRequest constructs an http.Request for the AdminRevokeToken method
+func NewAdminRevokeTokenRequest(server string, tokenId TokenID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "token_id", tokenId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tokens/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewGenerateRequest calls the generic Generate builder with application/json body
@@ -546,6 +1208,54 @@ func NewGenerateRequestWithBody(server string, params *GenerateParams, contentTy
 
 		}
 
+		if params.Uses != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "uses", *params.Uses, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ReuseGrace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "reuse_grace", *params.ReuseGrace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.IdleTtl != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "idle_ttl", *params.IdleTtl, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Private != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "private", *params.Private, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -558,6 +1268,21 @@ func NewGenerateRequestWithBody(server string, params *GenerateParams, contentTy
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -643,6 +1368,101 @@ func NewReadyzRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewRefreshRequest constructs an http.Request for the Refresh method
+func NewRefreshRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/refresh")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRevokeTokenRequest constructs an http.Request for the RevokeToken method
+func NewRevokeTokenRequest(server string, tokenId TokenID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "token_id", tokenId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/tokens/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetTokenRequest constructs an http.Request for the GetToken method
+func NewGetTokenRequest(server string, tokenId TokenID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "token_id", tokenId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/tokens/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewVerifyRequest constructs an http.Request for the Verify method
 func NewVerifyRequest(server string) (*http.Request, error) {
 	var err error
@@ -666,6 +1486,46 @@ func NewVerifyRequest(server string) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
+
+	return req, nil
+}
+
+// NewVerifyBatchRequest calls the generic VerifyBatch builder with application/json body
+func NewVerifyBatchRequest(server string, body VerifyBatchJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewVerifyBatchRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewVerifyBatchRequestWithBody constructs an http.Request for the VerifyBatch method, with any body, and a specified content type
+func NewVerifyBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/verify/batch")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -713,6 +1573,44 @@ func WithBaseURL(baseURL string) ClientOption {
 
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
+
+	// AdminListKeysWithResponse List partner keys and the key source's state
+	//
+	// Never shows a secret, only which kinds of secret each key has.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/keys (the `AdminListKeys` operationId).
+	AdminListKeysWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminListKeysResponse, error)
+
+	// AdminRevokeKeyTokensWithResponse Revoke every token a key has minted so far
+	//
+	// One store write moves the key's revocation epoch on: every token the
+	// key minted before is answered 403 `token_revoked` by every instance,
+	// at once. Tokens minted afterwards work.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/keys/{key_id}/revoke-tokens (the `AdminRevokeKeyTokens` operationId).
+	AdminRevokeKeyTokensWithResponse(ctx context.Context, keyId string, reqEditors ...RequestEditorFn) (*AdminRevokeKeyTokensResponse, error)
+
+	// AdminReloadWithResponse Reload the key source now
+	//
+	// Fetches the key source at once instead of waiting for the next
+	// period. A failure keeps the last good set of keys and is a 502
+	// `reload_failed`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/reload (the `AdminReload` operationId).
+	AdminReloadWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminReloadResponse, error)
+
+	// AdminRevokeTokenWithResponse Revoke any partner's token
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /admin/tokens/{token_id} (the `AdminRevokeToken` operationId).
+	AdminRevokeTokenWithResponse(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*AdminRevokeTokenResponse, error)
 
 	// GenerateWithBodyWithResponse Mint a session token for a bundle of parameters
 	//
@@ -786,16 +1684,343 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
 
+	// RefreshWithResponse Swap a live token for a fresh one
+	//
+	// Ends the presented token at once and mints a new one with the same
+	// bundle and policy (the use count starts again). The new token lives
+	// as long as the old one was minted for, but never past the configured
+	// maximum session lifetime, counted from the first token of the chain.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /refresh (the `Refresh` operationId).
+	RefreshWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*RefreshResponse, error)
+
+	// RevokeTokenWithResponse Revoke a token now
+	//
+	// Ends the token at once, for every instance sharing the store. Later
+	// verifications answer 403 `token_revoked`. Revoking twice is fine.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /tokens/{token_id} (the `RevokeToken` operationId).
+	RevokeTokenWithResponse(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error)
+
+	// GetTokenWithResponse Look at a token without using it
+	//
+	// The token's metadata, for the partner that minted it. Other
+	// partners' tokens, and unknown or expired ones, are 404.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /tokens/{token_id} (the `GetToken` operationId).
+	GetTokenWithResponse(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*GetTokenResponse, error)
+
 	// VerifyWithResponse Read the bundle of a token
 	//
 	// Answers the bundle exactly as it was stored (same keys, same JSON
 	// values and types). The token goes in `x-api-token`, or in
-	// `Authorization: Bearer <token>`.
+	// `Authorization: Bearer <token>`. Each call is one use of the token.
+	//
+	// A browser call (with an `Origin` header) succeeds only from an origin
+	// the minting partner key allows. Private fields are left out unless
+	// the caller also presents the minting partner's `x-api-key`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /verify (the `Verify` operationId).
 	VerifyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*VerifyResponse, error)
+
+	// VerifyBatchWithBodyWithResponse Verify many tokens in one call
+	//
+	// Verifies up to the configured number of tokens (100 unless
+	// configured) with one store round trip per Redis node. Each token is
+	// judged exactly as by `GET /verify`: it counts a use, and origins and
+	// private fields follow the same rules. Results are in request order.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /verify/batch (the `VerifyBatch` operationId).
+	VerifyBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*VerifyBatchResponse, error)
+
+	// VerifyBatchWithResponse Verify many tokens in one call
+	//
+	// Verifies up to the configured number of tokens (100 unless
+	// configured) with one store round trip per Redis node. Each token is
+	// judged exactly as by `GET /verify`: it counts a use, and origins and
+	// private fields follow the same rules. Results are in request order.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /verify/batch (the `VerifyBatch` operationId).
+	VerifyBatchWithResponse(ctx context.Context, body VerifyBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*VerifyBatchResponse, error)
+}
+
+type AdminListKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *KeyList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminListKeysResponse) GetJSON200() *KeyList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminListKeysResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r AdminListKeysResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r AdminListKeysResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminListKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminListKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminListKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminListKeysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminRevokeKeyTokensResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *KeyRevocation
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *StoreUnavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminRevokeKeyTokensResponse) GetJSON200() *KeyRevocation {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminRevokeKeyTokensResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r AdminRevokeKeyTokensResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r AdminRevokeKeyTokensResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r AdminRevokeKeyTokensResponse) GetJSON503() *StoreUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminRevokeKeyTokensResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminRevokeKeyTokensResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminRevokeKeyTokensResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminRevokeKeyTokensResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminReloadResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SourceStatus
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON502 the response for an HTTP 502 `application/json` response
+	JSON502 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminReloadResponse) GetJSON200() *SourceStatus {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminReloadResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r AdminReloadResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r AdminReloadResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON502 returns the response for an HTTP 502 `application/json` response
+func (r AdminReloadResponse) GetJSON502() *Error {
+	return r.JSON502
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminReloadResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminReloadResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminReloadResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminReloadResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminRevokeTokenResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *StoreUnavailable
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminRevokeTokenResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r AdminRevokeTokenResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r AdminRevokeTokenResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r AdminRevokeTokenResponse) GetJSON503() *StoreUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminRevokeTokenResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminRevokeTokenResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminRevokeTokenResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminRevokeTokenResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GenerateResponse429Headers the declared response headers of an HTTP 429 response for Generate
+type GenerateResponse429Headers struct {
+	RetryAfter *int
 }
 
 type GenerateResponse struct {
@@ -807,14 +2032,20 @@ type GenerateResponse struct {
 	JSON400 *BadRequest
 	// JSON403 the response for an HTTP 403 `application/json` response
 	JSON403 *Error
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *Error
 	// JSON415 the response for an HTTP 415 `application/json` response
 	JSON415 *Error
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *StoreUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GenerateResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -832,6 +2063,11 @@ func (r GenerateResponse) GetJSON403() *Error {
 	return r.JSON403
 }
 
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r GenerateResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
 func (r GenerateResponse) GetJSON413() *Error {
 	return r.JSON413
@@ -840,6 +2076,11 @@ func (r GenerateResponse) GetJSON413() *Error {
 // GetJSON415 returns the response for an HTTP 415 `application/json` response
 func (r GenerateResponse) GetJSON415() *Error {
 	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GenerateResponse) GetJSON429() *RateLimited {
+	return r.JSON429
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -1018,9 +2259,249 @@ func (r ReadyzResponse) ContentType() string {
 	return ""
 }
 
+// RefreshResponse429Headers the declared response headers of an HTTP 429 response for Refresh
+type RefreshResponse429Headers struct {
+	RetryAfter *int
+}
+
+type RefreshResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *GeneratedToken
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *TokenRejected
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *StoreUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RefreshResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RefreshResponse) GetJSON200() *GeneratedToken {
+	return r.JSON200
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RefreshResponse) GetJSON403() *TokenRejected {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RefreshResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r RefreshResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RefreshResponse) GetJSON503() *StoreUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RefreshResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RefreshResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RefreshResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RefreshResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RevokeTokenResponse429Headers the declared response headers of an HTTP 429 response for RevokeToken
+type RevokeTokenResponse429Headers struct {
+	RetryAfter *int
+}
+
+type RevokeTokenResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *InvalidAPIKey
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *StoreUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RevokeTokenResponse429Headers
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RevokeTokenResponse) GetJSON403() *InvalidAPIKey {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RevokeTokenResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RevokeTokenResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r RevokeTokenResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RevokeTokenResponse) GetJSON503() *StoreUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RevokeTokenResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RevokeTokenResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RevokeTokenResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RevokeTokenResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetTokenResponse429Headers the declared response headers of an HTTP 429 response for GetToken
+type GetTokenResponse429Headers struct {
+	RetryAfter *int
+}
+
+type GetTokenResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TokenInfo
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *InvalidAPIKey
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *StoreUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTokenResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTokenResponse) GetJSON200() *TokenInfo {
+	return r.JSON200
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetTokenResponse) GetJSON403() *InvalidAPIKey {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetTokenResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTokenResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetTokenResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetTokenResponse) GetJSON503() *StoreUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTokenResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTokenResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTokenResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTokenResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // VerifyResponse200Headers the declared response headers of an HTTP 200 response for Verify
 type VerifyResponse200Headers struct {
 	CacheControl *string
+}
+
+// VerifyResponse429Headers the declared response headers of an HTTP 429 response for Verify
+type VerifyResponse429Headers struct {
+	RetryAfter *int
 }
 
 type VerifyResponse struct {
@@ -1029,13 +2510,17 @@ type VerifyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Bundle
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Error
+	JSON403 *TokenRejected
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *StoreUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *VerifyResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *VerifyResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1044,8 +2529,13 @@ func (r VerifyResponse) GetJSON200() *Bundle {
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r VerifyResponse) GetJSON403() *Error {
+func (r VerifyResponse) GetJSON403() *TokenRejected {
 	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r VerifyResponse) GetJSON429() *RateLimited {
+	return r.JSON429
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -1085,6 +2575,172 @@ func (r VerifyResponse) ContentType() string {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
+}
+
+// VerifyBatchResponse200Headers the declared response headers of an HTTP 200 response for VerifyBatch
+type VerifyBatchResponse200Headers struct {
+	CacheControl *string
+}
+
+// VerifyBatchResponse429Headers the declared response headers of an HTTP 429 response for VerifyBatch
+type VerifyBatchResponse429Headers struct {
+	RetryAfter *int
+}
+
+type VerifyBatchResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *BatchResponse
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Error
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *Error
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *StoreUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *VerifyBatchResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *VerifyBatchResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r VerifyBatchResponse) GetJSON200() *BatchResponse {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r VerifyBatchResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r VerifyBatchResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r VerifyBatchResponse) GetJSON413() *Error {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r VerifyBatchResponse) GetJSON415() *Error {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r VerifyBatchResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r VerifyBatchResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r VerifyBatchResponse) GetJSON503() *StoreUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r VerifyBatchResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r VerifyBatchResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r VerifyBatchResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r VerifyBatchResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdminListKeysWithResponse List partner keys and the key source's state
+//
+// Never shows a secret, only which kinds of secret each key has.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/keys (the `AdminListKeys` operationId).
+func (c *ClientWithResponses) AdminListKeysWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminListKeysResponse, error) {
+	rsp, err := c.AdminListKeys(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminListKeysResponse(rsp)
+}
+
+// AdminRevokeKeyTokensWithResponse Revoke every token a key has minted so far
+//
+// One store write moves the key's revocation epoch on: every token the
+// key minted before is answered 403 `token_revoked` by every instance,
+// at once. Tokens minted afterwards work.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/keys/{key_id}/revoke-tokens (the `AdminRevokeKeyTokens` operationId).
+func (c *ClientWithResponses) AdminRevokeKeyTokensWithResponse(ctx context.Context, keyId string, reqEditors ...RequestEditorFn) (*AdminRevokeKeyTokensResponse, error) {
+	rsp, err := c.AdminRevokeKeyTokens(ctx, keyId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminRevokeKeyTokensResponse(rsp)
+}
+
+// AdminReloadWithResponse Reload the key source now
+//
+// Fetches the key source at once instead of waiting for the next
+// period. A failure keeps the last good set of keys and is a 502
+// `reload_failed`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/reload (the `AdminReload` operationId).
+func (c *ClientWithResponses) AdminReloadWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminReloadResponse, error) {
+	rsp, err := c.AdminReload(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminReloadResponse(rsp)
+}
+
+// AdminRevokeTokenWithResponse Revoke any partner's token
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /admin/tokens/{token_id} (the `AdminRevokeToken` operationId).
+func (c *ClientWithResponses) AdminRevokeTokenWithResponse(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*AdminRevokeTokenResponse, error) {
+	rsp, err := c.AdminRevokeToken(ctx, tokenId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminRevokeTokenResponse(rsp)
 }
 
 // GenerateWithBodyWithResponse Mint a session token for a bundle of parameters
@@ -1195,11 +2851,65 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 	return ParseReadyzResponse(rsp)
 }
 
+// RefreshWithResponse Swap a live token for a fresh one
+//
+// Ends the presented token at once and mints a new one with the same
+// bundle and policy (the use count starts again). The new token lives
+// as long as the old one was minted for, but never past the configured
+// maximum session lifetime, counted from the first token of the chain.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /refresh (the `Refresh` operationId).
+func (c *ClientWithResponses) RefreshWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*RefreshResponse, error) {
+	rsp, err := c.Refresh(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRefreshResponse(rsp)
+}
+
+// RevokeTokenWithResponse Revoke a token now
+//
+// Ends the token at once, for every instance sharing the store. Later
+// verifications answer 403 `token_revoked`. Revoking twice is fine.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /tokens/{token_id} (the `RevokeToken` operationId).
+func (c *ClientWithResponses) RevokeTokenWithResponse(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error) {
+	rsp, err := c.RevokeToken(ctx, tokenId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRevokeTokenResponse(rsp)
+}
+
+// GetTokenWithResponse Look at a token without using it
+//
+// The token's metadata, for the partner that minted it. Other
+// partners' tokens, and unknown or expired ones, are 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /tokens/{token_id} (the `GetToken` operationId).
+func (c *ClientWithResponses) GetTokenWithResponse(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*GetTokenResponse, error) {
+	rsp, err := c.GetToken(ctx, tokenId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTokenResponse(rsp)
+}
+
 // VerifyWithResponse Read the bundle of a token
 //
 // Answers the bundle exactly as it was stored (same keys, same JSON
 // values and types). The token goes in `x-api-token`, or in
-// `Authorization: Bearer <token>`.
+// `Authorization: Bearer <token>`. Each call is one use of the token.
+//
+// A browser call (with an `Origin` header) succeeds only from an origin
+// the minting partner key allows. Private fields are left out unless
+// the caller also presents the minting partner's `x-api-key`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -1210,6 +2920,247 @@ func (c *ClientWithResponses) VerifyWithResponse(ctx context.Context, reqEditors
 		return nil, err
 	}
 	return ParseVerifyResponse(rsp)
+}
+
+// VerifyBatchWithBodyWithResponse Verify many tokens in one call
+//
+// Verifies up to the configured number of tokens (100 unless
+// configured) with one store round trip per Redis node. Each token is
+// judged exactly as by `GET /verify`: it counts a use, and origins and
+// private fields follow the same rules. Results are in request order.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /verify/batch (the `VerifyBatch` operationId).
+func (c *ClientWithResponses) VerifyBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*VerifyBatchResponse, error) {
+	rsp, err := c.VerifyBatchWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseVerifyBatchResponse(rsp)
+}
+
+// VerifyBatchWithResponse Verify many tokens in one call
+//
+// Verifies up to the configured number of tokens (100 unless
+// configured) with one store round trip per Redis node. Each token is
+// judged exactly as by `GET /verify`: it counts a use, and origins and
+// private fields follow the same rules. Results are in request order.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /verify/batch (the `VerifyBatch` operationId).
+func (c *ClientWithResponses) VerifyBatchWithResponse(ctx context.Context, body VerifyBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*VerifyBatchResponse, error) {
+	rsp, err := c.VerifyBatch(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseVerifyBatchResponse(rsp)
+}
+
+// ParseAdminListKeysResponse parses an HTTP response from a AdminListKeysWithResponse call
+func ParseAdminListKeysResponse(rsp *http.Response) (*AdminListKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminListKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest KeyList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminRevokeKeyTokensResponse parses an HTTP response from a AdminRevokeKeyTokensWithResponse call
+func ParseAdminRevokeKeyTokensResponse(rsp *http.Response) (*AdminRevokeKeyTokensResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminRevokeKeyTokensResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest KeyRevocation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest StoreUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminReloadResponse parses an HTTP response from a AdminReloadWithResponse call
+func ParseAdminReloadResponse(rsp *http.Response) (*AdminReloadResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminReloadResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SourceStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON502 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminRevokeTokenResponse parses an HTTP response from a AdminRevokeTokenWithResponse call
+func ParseAdminRevokeTokenResponse(rsp *http.Response) (*AdminRevokeTokenResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminRevokeTokenResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest StoreUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseGenerateResponse parses an HTTP response from a GenerateWithResponse call
@@ -1247,6 +3198,13 @@ func ParseGenerateResponse(rsp *http.Response) (*GenerateResponse, error) {
 		}
 		response.JSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Error
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -1260,6 +3218,13 @@ func ParseGenerateResponse(rsp *http.Response) (*GenerateResponse, error) {
 			return nil, err
 		}
 		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -1275,6 +3240,19 @@ func ParseGenerateResponse(rsp *http.Response) (*GenerateResponse, error) {
 		}
 		response.JSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GenerateResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -1372,6 +3350,217 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 	return response, nil
 }
 
+// ParseRefreshResponse parses an HTTP response from a RefreshWithResponse call
+func ParseRefreshResponse(rsp *http.Response) (*RefreshResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RefreshResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest GeneratedToken
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest TokenRejected
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest StoreUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers RefreshResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRevokeTokenResponse parses an HTTP response from a RevokeTokenWithResponse call
+func ParseRevokeTokenResponse(rsp *http.Response) (*RevokeTokenResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RevokeTokenResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest InvalidAPIKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest StoreUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers RevokeTokenResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTokenResponse parses an HTTP response from a GetTokenWithResponse call
+func ParseGetTokenResponse(rsp *http.Response) (*GetTokenResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTokenResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TokenInfo
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest InvalidAPIKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest StoreUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetTokenResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseVerifyResponse parses an HTTP response from a VerifyWithResponse call
 func ParseVerifyResponse(rsp *http.Response) (*VerifyResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -1394,11 +3583,18 @@ func ParseVerifyResponse(rsp *http.Response) (*VerifyResponse, error) {
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Error
+		var dest TokenRejected
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -1427,6 +3623,114 @@ func ParseVerifyResponse(rsp *http.Response) (*VerifyResponse, error) {
 			headers.CacheControl = &value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers VerifyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseVerifyBatchResponse parses an HTTP response from a VerifyBatchWithResponse call
+func ParseVerifyBatchResponse(rsp *http.Response) (*VerifyBatchResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &VerifyBatchResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest BatchResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest StoreUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers VerifyBatchResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers VerifyBatchResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -1434,6 +3738,18 @@ func ParseVerifyResponse(rsp *http.Response) (*VerifyResponse, error) {
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// AdminListKeys List partner keys and the key source's state
+	// (GET /admin/keys)
+	AdminListKeys(ctx echo.Context) error
+	// AdminRevokeKeyTokens Revoke every token a key has minted so far
+	// (POST /admin/keys/{key_id}/revoke-tokens)
+	AdminRevokeKeyTokens(ctx echo.Context, keyId string) error
+	// AdminReload Reload the key source now
+	// (POST /admin/reload)
+	AdminReload(ctx echo.Context) error
+	// AdminRevokeToken Revoke any partner's token
+	// (DELETE /admin/tokens/{token_id})
+	AdminRevokeToken(ctx echo.Context, tokenId TokenID) error
 	// Generate Mint a session token for a bundle of parameters
 	// (POST /generate)
 	Generate(ctx echo.Context, params GenerateParams) error
@@ -1446,14 +3762,76 @@ type ServerInterface interface {
 	// Readyz Readiness
 	// (GET /readyz)
 	Readyz(ctx echo.Context) error
+	// Refresh Swap a live token for a fresh one
+	// (POST /refresh)
+	Refresh(ctx echo.Context) error
+	// RevokeToken Revoke a token now
+	// (DELETE /tokens/{token_id})
+	RevokeToken(ctx echo.Context, tokenId TokenID) error
+	// GetToken Look at a token without using it
+	// (GET /tokens/{token_id})
+	GetToken(ctx echo.Context, tokenId TokenID) error
 	// Verify Read the bundle of a token
 	// (GET /verify)
 	Verify(ctx echo.Context) error
+	// VerifyBatch Verify many tokens in one call
+	// (POST /verify/batch)
+	VerifyBatch(ctx echo.Context) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// AdminListKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminListKeys(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminListKeys(ctx)
+	return err
+}
+
+// AdminRevokeKeyTokens converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminRevokeKeyTokens(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminRevokeKeyTokens(ctx, keyId)
+	return err
+}
+
+// AdminReload converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminReload(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminReload(ctx)
+	return err
+}
+
+// AdminRevokeToken converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminRevokeToken(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "token_id" -------------
+	var tokenId TokenID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "token_id", ctx.Param("token_id"), &tokenId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter token_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminRevokeToken(ctx, tokenId)
+	return err
 }
 
 // Generate converts echo context to params.
@@ -1467,6 +3845,51 @@ func (w *ServerInterfaceWrapper) Generate(ctx echo.Context) error {
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "ttl", ctx.QueryParams(), &params.Ttl, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter ttl: %s", err))
+	}
+
+	// ------------- Optional query parameter "uses" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "uses", ctx.QueryParams(), &params.Uses, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter uses: %s", err))
+	}
+
+	// ------------- Optional query parameter "reuse_grace" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "reuse_grace", ctx.QueryParams(), &params.ReuseGrace, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter reuse_grace: %s", err))
+	}
+
+	// ------------- Optional query parameter "idle_ttl" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "idle_ttl", ctx.QueryParams(), &params.IdleTtl, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter idle_ttl: %s", err))
+	}
+
+	// ------------- Optional query parameter "private" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "private", ctx.QueryParams(), &params.Private, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter private: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Idempotency-Key, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Idempotency-Key: %s", err))
+		}
+
+		params.IdempotencyKey = &IdempotencyKey
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -1501,12 +3924,62 @@ func (w *ServerInterfaceWrapper) Readyz(ctx echo.Context) error {
 	return err
 }
 
+// Refresh converts echo context to params.
+func (w *ServerInterfaceWrapper) Refresh(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Refresh(ctx)
+	return err
+}
+
+// RevokeToken converts echo context to params.
+func (w *ServerInterfaceWrapper) RevokeToken(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "token_id" -------------
+	var tokenId TokenID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "token_id", ctx.Param("token_id"), &tokenId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter token_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RevokeToken(ctx, tokenId)
+	return err
+}
+
+// GetToken converts echo context to params.
+func (w *ServerInterfaceWrapper) GetToken(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "token_id" -------------
+	var tokenId TokenID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "token_id", ctx.Param("token_id"), &tokenId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter token_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetToken(ctx, tokenId)
+	return err
+}
+
 // Verify converts echo context to params.
 func (w *ServerInterfaceWrapper) Verify(ctx echo.Context) error {
 	var err error
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.Verify(ctx)
+	return err
+}
+
+// VerifyBatch converts echo context to params.
+func (w *ServerInterfaceWrapper) VerifyBatch(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.VerifyBatch(ctx)
 	return err
 }
 
@@ -1559,6 +4032,14 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 
 	router.POST(options.BaseURL+"/generate", wrapper.Generate, options.OperationMiddlewares["generate"]...)
 	router.GET(options.BaseURL+"/verify", wrapper.Verify, options.OperationMiddlewares["verify"]...)
+	router.POST(options.BaseURL+"/verify/batch", wrapper.VerifyBatch, options.OperationMiddlewares["verifyBatch"]...)
+	router.POST(options.BaseURL+"/refresh", wrapper.Refresh, options.OperationMiddlewares["refresh"]...)
+	router.DELETE(options.BaseURL+"/tokens/:token_id", wrapper.RevokeToken, options.OperationMiddlewares["revokeToken"]...)
+	router.GET(options.BaseURL+"/tokens/:token_id", wrapper.GetToken, options.OperationMiddlewares["getToken"]...)
+	router.GET(options.BaseURL+"/admin/keys", wrapper.AdminListKeys, options.OperationMiddlewares["adminListKeys"]...)
+	router.POST(options.BaseURL+"/admin/reload", wrapper.AdminReload, options.OperationMiddlewares["adminReload"]...)
+	router.DELETE(options.BaseURL+"/admin/tokens/:token_id", wrapper.AdminRevokeToken, options.OperationMiddlewares["adminRevokeToken"]...)
+	router.POST(options.BaseURL+"/admin/keys/:key_id/revoke-tokens", wrapper.AdminRevokeKeyTokens, options.OperationMiddlewares["adminRevokeKeyTokens"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.Healthz, options.OperationMiddlewares["healthz"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.Openapi, options.OperationMiddlewares["openapi"]...)
@@ -1569,7 +4050,314 @@ type BadRequestJSONResponse Error
 
 type InternalJSONResponse Error
 
+type InvalidAPIKeyJSONResponse Error
+
+type NotFoundJSONResponse Error
+
+type RateLimitedResponseHeaders struct {
+	RetryAfter *int
+}
+type RateLimitedJSONResponse struct {
+	Body Error
+
+	Headers RateLimitedResponseHeaders
+}
+
 type StoreUnavailableJSONResponse Error
+
+type TokenRejectedJSONResponse Error
+
+type UnauthorizedJSONResponse Error
+
+type AdminListKeysRequestObject struct {
+}
+
+type AdminListKeysResponseObject interface {
+	VisitAdminListKeysResponse(w http.ResponseWriter) error
+}
+
+type AdminListKeys200JSONResponse KeyList
+
+func (response AdminListKeys200JSONResponse) VisitAdminListKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListKeys401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminListKeys401JSONResponse) VisitAdminListKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListKeys404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response AdminListKeys404JSONResponse) VisitAdminListKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListKeys500JSONResponse struct{ InternalJSONResponse }
+
+func (response AdminListKeys500JSONResponse) VisitAdminListKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeKeyTokensRequestObject struct {
+	KeyId string `json:"key_id"`
+}
+
+type AdminRevokeKeyTokensResponseObject interface {
+	VisitAdminRevokeKeyTokensResponse(w http.ResponseWriter) error
+}
+
+type AdminRevokeKeyTokens200JSONResponse KeyRevocation
+
+func (response AdminRevokeKeyTokens200JSONResponse) VisitAdminRevokeKeyTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeKeyTokens401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminRevokeKeyTokens401JSONResponse) VisitAdminRevokeKeyTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeKeyTokens404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response AdminRevokeKeyTokens404JSONResponse) VisitAdminRevokeKeyTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeKeyTokens500JSONResponse struct{ InternalJSONResponse }
+
+func (response AdminRevokeKeyTokens500JSONResponse) VisitAdminRevokeKeyTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeKeyTokens503JSONResponse struct{ StoreUnavailableJSONResponse }
+
+func (response AdminRevokeKeyTokens503JSONResponse) VisitAdminRevokeKeyTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReloadRequestObject struct {
+}
+
+type AdminReloadResponseObject interface {
+	VisitAdminReloadResponse(w http.ResponseWriter) error
+}
+
+type AdminReload200JSONResponse SourceStatus
+
+func (response AdminReload200JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReload401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminReload401JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReload404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response AdminReload404JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReload500JSONResponse struct{ InternalJSONResponse }
+
+func (response AdminReload500JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReload502JSONResponse Error
+
+func (response AdminReload502JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(502)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeTokenRequestObject struct {
+	TokenId TokenID `json:"token_id"`
+}
+
+type AdminRevokeTokenResponseObject interface {
+	VisitAdminRevokeTokenResponse(w http.ResponseWriter) error
+}
+
+type AdminRevokeToken204Response struct {
+}
+
+func (response AdminRevokeToken204Response) VisitAdminRevokeTokenResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type AdminRevokeToken401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminRevokeToken401JSONResponse) VisitAdminRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeToken404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response AdminRevokeToken404JSONResponse) VisitAdminRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeToken500JSONResponse struct{ InternalJSONResponse }
+
+func (response AdminRevokeToken500JSONResponse) VisitAdminRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeToken503JSONResponse struct{ StoreUnavailableJSONResponse }
+
+func (response AdminRevokeToken503JSONResponse) VisitAdminRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
 
 type GenerateRequestObject struct {
 	Params       GenerateParams
@@ -1623,6 +4411,20 @@ func (response Generate403JSONResponse) VisitGenerateResponse(w http.ResponseWri
 	return err
 }
 
+type Generate409JSONResponse Error
+
+func (response Generate409JSONResponse) VisitGenerateResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type Generate413JSONResponse Error
 
 func (response Generate413JSONResponse) VisitGenerateResponse(w http.ResponseWriter) error {
@@ -1647,6 +4449,23 @@ func (response Generate415JSONResponse) VisitGenerateResponse(w http.ResponseWri
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Generate429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response Generate429JSONResponse) VisitGenerateResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1776,6 +4595,270 @@ func (response Readyz503JSONResponse) VisitReadyzResponse(w http.ResponseWriter)
 	return err
 }
 
+type RefreshRequestObject struct {
+}
+
+type RefreshResponseObject interface {
+	VisitRefreshResponse(w http.ResponseWriter) error
+}
+
+type Refresh200JSONResponse GeneratedToken
+
+func (response Refresh200JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh403JSONResponse struct{ TokenRejectedJSONResponse }
+
+func (response Refresh403JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response Refresh429JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh500JSONResponse struct{ InternalJSONResponse }
+
+func (response Refresh500JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh503JSONResponse struct{ StoreUnavailableJSONResponse }
+
+func (response Refresh503JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeTokenRequestObject struct {
+	TokenId TokenID `json:"token_id"`
+}
+
+type RevokeTokenResponseObject interface {
+	VisitRevokeTokenResponse(w http.ResponseWriter) error
+}
+
+type RevokeToken204Response struct {
+}
+
+func (response RevokeToken204Response) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type RevokeToken403JSONResponse struct{ InvalidAPIKeyJSONResponse }
+
+func (response RevokeToken403JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeToken404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response RevokeToken404JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeToken429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response RevokeToken429JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeToken500JSONResponse struct{ InternalJSONResponse }
+
+func (response RevokeToken500JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeToken503JSONResponse struct{ StoreUnavailableJSONResponse }
+
+func (response RevokeToken503JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTokenRequestObject struct {
+	TokenId TokenID `json:"token_id"`
+}
+
+type GetTokenResponseObject interface {
+	VisitGetTokenResponse(w http.ResponseWriter) error
+}
+
+type GetToken200JSONResponse TokenInfo
+
+func (response GetToken200JSONResponse) VisitGetTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetToken403JSONResponse struct{ InvalidAPIKeyJSONResponse }
+
+func (response GetToken403JSONResponse) VisitGetTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetToken404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetToken404JSONResponse) VisitGetTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetToken429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response GetToken429JSONResponse) VisitGetTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetToken500JSONResponse struct{ InternalJSONResponse }
+
+func (response GetToken500JSONResponse) VisitGetTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetToken503JSONResponse struct{ StoreUnavailableJSONResponse }
+
+func (response GetToken503JSONResponse) VisitGetTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type VerifyRequestObject struct {
 }
 
@@ -1807,7 +4890,7 @@ func (response Verify200JSONResponse) VisitVerifyResponse(w http.ResponseWriter)
 	return err
 }
 
-type Verify403JSONResponse Error
+type Verify403JSONResponse struct{ TokenRejectedJSONResponse }
 
 func (response Verify403JSONResponse) VisitVerifyResponse(w http.ResponseWriter) error {
 
@@ -1817,6 +4900,23 @@ func (response Verify403JSONResponse) VisitVerifyResponse(w http.ResponseWriter)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Verify429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response Verify429JSONResponse) VisitVerifyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1849,8 +4949,153 @@ func (response Verify503JSONResponse) VisitVerifyResponse(w http.ResponseWriter)
 	return err
 }
 
+type VerifyBatchRequestObject struct {
+	Body *VerifyBatchJSONRequestBody
+}
+
+type VerifyBatchResponseObject interface {
+	VisitVerifyBatchResponse(w http.ResponseWriter) error
+}
+
+type VerifyBatch200ResponseHeaders struct {
+	CacheControl *string
+}
+
+type VerifyBatch200JSONResponse struct {
+	Body    BatchResponse
+	Headers VerifyBatch200ResponseHeaders
+}
+
+func (response VerifyBatch200JSONResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyBatch400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response VerifyBatch400JSONResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyBatch403JSONResponse Error
+
+func (response VerifyBatch403JSONResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyBatch413JSONResponse Error
+
+func (response VerifyBatch413JSONResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyBatch415JSONResponse Error
+
+func (response VerifyBatch415JSONResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyBatch429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response VerifyBatch429JSONResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyBatch500JSONResponse struct{ InternalJSONResponse }
+
+func (response VerifyBatch500JSONResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyBatch503JSONResponse struct{ StoreUnavailableJSONResponse }
+
+func (response VerifyBatch503JSONResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// AdminListKeys List partner keys and the key source's state
+	// (GET /admin/keys)
+	AdminListKeys(ctx context.Context, request AdminListKeysRequestObject) (AdminListKeysResponseObject, error)
+	// AdminRevokeKeyTokens Revoke every token a key has minted so far
+	// (POST /admin/keys/{key_id}/revoke-tokens)
+	AdminRevokeKeyTokens(ctx context.Context, request AdminRevokeKeyTokensRequestObject) (AdminRevokeKeyTokensResponseObject, error)
+	// AdminReload Reload the key source now
+	// (POST /admin/reload)
+	AdminReload(ctx context.Context, request AdminReloadRequestObject) (AdminReloadResponseObject, error)
+	// AdminRevokeToken Revoke any partner's token
+	// (DELETE /admin/tokens/{token_id})
+	AdminRevokeToken(ctx context.Context, request AdminRevokeTokenRequestObject) (AdminRevokeTokenResponseObject, error)
 	// Generate Mint a session token for a bundle of parameters
 	// (POST /generate)
 	Generate(ctx context.Context, request GenerateRequestObject) (GenerateResponseObject, error)
@@ -1863,9 +5108,21 @@ type StrictServerInterface interface {
 	// Readyz Readiness
 	// (GET /readyz)
 	Readyz(ctx context.Context, request ReadyzRequestObject) (ReadyzResponseObject, error)
+	// Refresh Swap a live token for a fresh one
+	// (POST /refresh)
+	Refresh(ctx context.Context, request RefreshRequestObject) (RefreshResponseObject, error)
+	// RevokeToken Revoke a token now
+	// (DELETE /tokens/{token_id})
+	RevokeToken(ctx context.Context, request RevokeTokenRequestObject) (RevokeTokenResponseObject, error)
+	// GetToken Look at a token without using it
+	// (GET /tokens/{token_id})
+	GetToken(ctx context.Context, request GetTokenRequestObject) (GetTokenResponseObject, error)
 	// Verify Read the bundle of a token
 	// (GET /verify)
 	Verify(ctx context.Context, request VerifyRequestObject) (VerifyResponseObject, error)
+	// VerifyBatch Verify many tokens in one call
+	// (POST /verify/batch)
+	VerifyBatch(ctx context.Context, request VerifyBatchRequestObject) (VerifyBatchResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx echo.Context, request any) (any, error)
@@ -1878,6 +5135,102 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// AdminListKeys operation middleware
+func (sh *strictHandler) AdminListKeys(ctx echo.Context) error {
+	var request AdminListKeysRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminListKeys(ctx.Request().Context(), request.(AdminListKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminListKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminListKeysResponseObject); ok {
+		return validResponse.VisitAdminListKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminRevokeKeyTokens operation middleware
+func (sh *strictHandler) AdminRevokeKeyTokens(ctx echo.Context, keyId string) error {
+	var request AdminRevokeKeyTokensRequestObject
+
+	request.KeyId = keyId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminRevokeKeyTokens(ctx.Request().Context(), request.(AdminRevokeKeyTokensRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminRevokeKeyTokens")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminRevokeKeyTokensResponseObject); ok {
+		return validResponse.VisitAdminRevokeKeyTokensResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminReload operation middleware
+func (sh *strictHandler) AdminReload(ctx echo.Context) error {
+	var request AdminReloadRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminReload(ctx.Request().Context(), request.(AdminReloadRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminReload")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminReloadResponseObject); ok {
+		return validResponse.VisitAdminReloadResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminRevokeToken operation middleware
+func (sh *strictHandler) AdminRevokeToken(ctx echo.Context, tokenId TokenID) error {
+	var request AdminRevokeTokenRequestObject
+
+	request.TokenId = tokenId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminRevokeToken(ctx.Request().Context(), request.(AdminRevokeTokenRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminRevokeToken")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminRevokeTokenResponseObject); ok {
+		return validResponse.VisitAdminRevokeTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // Generate operation middleware
@@ -2010,6 +5363,79 @@ func (sh *strictHandler) Readyz(ctx echo.Context) error {
 	return nil
 }
 
+// Refresh operation middleware
+func (sh *strictHandler) Refresh(ctx echo.Context) error {
+	var request RefreshRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Refresh(ctx.Request().Context(), request.(RefreshRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Refresh")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RefreshResponseObject); ok {
+		return validResponse.VisitRefreshResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RevokeToken operation middleware
+func (sh *strictHandler) RevokeToken(ctx echo.Context, tokenId TokenID) error {
+	var request RevokeTokenRequestObject
+
+	request.TokenId = tokenId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RevokeToken(ctx.Request().Context(), request.(RevokeTokenRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RevokeToken")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RevokeTokenResponseObject); ok {
+		return validResponse.VisitRevokeTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetToken operation middleware
+func (sh *strictHandler) GetToken(ctx echo.Context, tokenId TokenID) error {
+	var request GetTokenRequestObject
+
+	request.TokenId = tokenId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetToken(ctx.Request().Context(), request.(GetTokenRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetToken")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetTokenResponseObject); ok {
+		return validResponse.VisitGetTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Verify operation middleware
 func (sh *strictHandler) Verify(ctx echo.Context) error {
 	var request VerifyRequestObject
@@ -2033,57 +5459,159 @@ func (sh *strictHandler) Verify(ctx echo.Context) error {
 	return nil
 }
 
+// VerifyBatch operation middleware
+func (sh *strictHandler) VerifyBatch(ctx echo.Context) error {
+	var request VerifyBatchRequestObject
+
+	var body VerifyBatchJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.VerifyBatch(ctx.Request().Context(), request.(VerifyBatchRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "VerifyBatch")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(VerifyBatchResponseObject); ok {
+		return validResponse.VisitVerifyBatchResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"xFlvc9s20v8qO3g689gzlCzZshsrr5K20+aaXjKxcvci8kkQsRJRkwALgJLVjL77zQIkRVF07aTu9Z1E",
-	"AtjF/vntb5efWayzXCtUzrLxZ2bQ5lpZ9H9ec/EBfyvQOvoXa+VQ+Z88z1MZcye1OvvVakXP8J5neYr+",
-	"pzHasDGTas1TKWYLLbYsYhlay1fIxswlCPQQssI6WCBw+MfNu3+CXvyKsWO7iNk4wYzTYd8YXLIx+7+z",
-	"vaJn4a09+8EL2u12ERNoYyNzUomN2SRBMEF1kBYyni61yVCMoRYtLSjtDiWDNsDBKz1VtANO5s1LzE8j",
-	"WjJ3Lp3TAbpwoJew0IUStrGW3oelfKpybniGDg0IjUFozo1FOJkvuJiVas5P+1NFN3+jHBrF0681ebm7",
-	"ae7qIYRVf968rxQUCu9zjB0KWHKZFgb78MZZEOi4TMk4qV6tUESgcI0GLCrXJ9E3Thv8qPiay5QvgvZf",
-	"fk9Lp8yKxjHt+HL6DhX4daRNY2kEzmyBr7hUkHKH5pkCrilRSBHCS9kNGpAKnMzI5UeKz0/78AFJI69L",
-	"n+1qbUISFkqEu3MhJInj6XujczROUpo6U2CXNnXY2aCSgI10CfCg5hi42jZDn/xkyZtrnhZop0qqOC0E",
-	"CgrLqOkCXriEjRnP5c9Iab2U9JydCcM3Uq3s2TLV2vSGfbFZsYhZNGskl2HRG7KIFRbNG8HG/kdvdE7G",
-	"d9ucjijTP2L3vZXulQ8pCPof+OaX0ru7iAUvPGiRJU8tRixvPKoD53M7ksE68gLEWiAstYHc6JXhmR1P",
-	"VQ8OMnQMfG9VSu4EuThK677fd4AaT0cd0iDzwLEwyO8scLAJzxFSmUl3eDSBzPgIi0hSrNVSrgryeYCm",
-	"w408l7M7rNTKuXEKDdyh1y6T1kq1IhUKdaf0RrWkUvSUW0PA7zdFe6CNqt10EN7n0vhIIotqsZ05rWcp",
-	"Nyts2UYTVLSuYOXvB/cvlC3yXBuHYpahkHxGkdI46P8tfBcApTfZ5ljbPI4xd5UaSrvZkowzj2CeoUu0",
-	"mNEznqZ6g2I+BqXBFnECRhcO6RphVdh+nMZNk3RhwEswjSwvbRpwmSKrC1FfguxAVNAq3ZZZqYqMjT+x",
-	"RpSyqF12G/HS+FcGQfM9qc4iduggythOg7OI1Tb04Ns2IeV+B0rXFeq2gSpHSpTJb52RakU5X4P7cQYn",
-	"RcZVzyAXPpPxPk+58hWk30Qu9hUhe6zJLmJkaf9y/KmElb16t20w20XsR1RouEMx8Zf7QtwiRfxlZlRB",
-	"ju//7wRVI/SC4jaikvNRyXuwGGuCgKYphpfXl9fDb0eD64jR5bkLLOFqtL8w+WkVamN55kyqY/E34XhY",
-	"Gp2B0hsolJPpsUIH8i+uBoMnSXaVxY7rm0VrpVZBSgQcDFdCZ/Dx45vvYT3qw8QgdyAdcA+jGBt0hwGx",
-	"WCyHL5bnw96FGIjeiI/i3uLqctC7jocjMRp8exnjgDX0LAopumLTqzCTois4Fc9CXdlbRKCRa8pyMhll",
-	"+M1Pr3rnl1eQcJsQi/KbLO2YqjJgFSW/Ba4EcJFJBTFPU+tLOgH/ynDlCLY9SB5c8lIMFufxaDnEa/5i",
-	"8W18JS5xtLzg54thPBDXlJI5d5STbMz+82nQu+a95e3ni/PdN49Gf52tlQGio3g9iJ6u7Lhx3BX2C7PC",
-	"1psqCNR3jdMfULfcdawFMS6MCyPd9oaYVxCyQG7QTP4gBMm3wUHcwvy+x3PZCwUy8oTXP35VuEQb+bs3",
-	"yhhe+1NhWgwGF7Ff7H/inGLT8z4fmn7V3gGJczlZq6zWxLw6gq1RyyOS3SQCWx+BZETutOl7JKaDPYch",
-	"MOdecLhEqAyl7JLpeSP5nHvAJK9KW2SUwF7i/P27mwmcrUoAnD8itQX+lVxyj1RL3QU+DQywPs1QSKcN",
-	"pFLd2T7sTbLg8R0q4ZWzFQv2O/hULTzHJvrUYM2eLrdv8NJbsRSyNJ5mCKDaU+ZreRSJK0/48YcJnK3R",
-	"yOV23p+qqfphjWYberGqP0i43fOg+edpqCtTNp6yEChET0OcTFk0rcpNY4EvguDw3lXLdiSNwnTuD5sH",
-	"iittxXgJSzLkyh3Q3nDB8nxa7V+izlMMyJLKGJX1hah0HmWrkei48UHipAvl1jtlHbOIrdHY4LFhf9Af",
-	"0Cqdo+K5ZGN20R/0LwIKJT7vamvTn1yH6UPL8UQsgsmqNt+b7sQb0bvgFApF7JzD0qBNqvJQpqsSUxVs",
-	"bxvI7B1GiOwxa9uHSX0cmcKgK4xCAYWKE65WPsin6sDDD9Y/8vykxbdX1DlIVUEHkXKKWT95oPtM1cm8",
-	"2RDf9zabTY9e9wqToiKPivkp6VaxW++vVK+k6lm3TRF+mkzeT1WcSmpkx4A8TmApMRWwwFhTneEQ8NJ3",
-	"qfWFg7cDXkitfMtWMRnvrSpR2PhT2z1v5RJ9v1s2JHURq8gIfI9LXqTOgtNtvh8wUU0mb+FkCIkuqBNJ",
-	"0Tbh7PRlPTpaoNsgKhj6gPY52Dgs4/cyKzI4OR/5o2zHWa2KGciJh6nfCjTbPUoFBr2fFBwRmEwqksbG",
-	"w2Mys7sNxQite03E/IvGHn9Bz/20gUc5fSAIfjQQWzo/ouMf69TNBT53cK9WJT8o+c4U6B80hprng8ET",
-	"bP8067SY/R/OhSg6G9BCuo+CKl0SapXPGkNYv+Xiz81i933fflx23PPDngY8z2ysgXDV2ORw2FAPRhrJ",
-	"W0LlVBFWnhzNL6qJ6Wj4lTY56nT3JjmoKtR60woi8VzB8OrixQgWW4f2mazTJaWFin4AAifDK/hZvu4C",
-	"sWCJy6+zxIMt/t4iByOVem7fOt6Psh7Fiec1mkLpEjRhoqb8LO3jh7e9Upgvpt44l0/Jtnr67jdcPL7h",
-	"aJzdbCZ8aWxS9k+3VAZskWVElsbsF0lNwmEvG0gpdHFS4sZ8ZevWy7JbEneWIE9d8jtpu8IOuvSqZDrn",
-	"gwFsEplimPwZHVMU+WphPVF4Sf1yPc9Mtb4D7vxiP8rpHzGCn0rJfyHIlg3iA1FQXYIoUCrXWM7Pawu/",
-	"lWtUaJumq29Qma/kov0tz9IHbUjC3uWoXr1/A0LHRUb9nUukhYVU3Gxhwy0sCpk639gfm+pdyXi/yFSV",
-	"SntTHX2JqZS66A9qxfqsszI+fqO2+SZ0QdLNcD+Zf9CG1AJtnxqBBxOrMCwtyXgEl4ML0JTQG2k7Au5D",
-	"kPO3xVv9QckQk6aM/5+DS+0csoV8LLhDX/KoY/bEH/Cexy7dAreEBhTW5QekEz/wuMOtjcLsgyB3qsIX",
-	"o0C/tzna09A3Be+2WpxqOkIVX03V04cjHd3Iv8LN/sJQqNlvdwEK5mp+XaujmgI38Byv1Hc8TrBHJdTo",
-	"tMMJ6YZvLcyV7vnT5i/3BcCXWkLjBUJMx4jDIWa156Azac/Bds9BHavxTNd31qdP1J/zW+uTpVIjffgF",
-	"KwSpJZtaCl6DIDCVC8/n0623uNOpAE71u2SafxeFOJy7fbrdRa3pZJtXEDI0U1ovq5FXJ4XYVS1jaOYL",
-	"k5Yjx/HZWapjnibauvGLwYsBIznlAe0oJjJDbJ6AIKAO/TvgNv4zQNVNB/F0l8NzAqeo2vm6+lD3hOmy",
-	"cUID63a3u/8GAAD//w==",
+	"7Fx7c9s4kv8qKN5Wxa6iZPmRmUT+y5PJ7viSSVKOs3tXkU+CyJaEMQVwAdCyNuXvftUNkAQpypY9zr5q",
+	"81csAg2g0ejHrxv4FiVqmSsJ0ppo+C3KueZLsKDpr0t1DfL8Z/xvCibRIrdCyWgYXS6ATSx+HYt0wrg0",
+	"K9CQsumaTT59/HzJDuYgQXMLk34UR3DLl3kG0TB6mQ6mR8nJ7BBe81fTH5Mf0pdwMjvmR9PDZJC+hiiO",
+	"BA6Qc7uI4kjyJfYqR4riSMNfC6EhjYZWFxBHJlnAkrupWwsaO//f10HvNe/Nrr4dH939IYoju86RjLFa",
+	"yHl0d3eHdEyupAFa5088vYC/FmAs/pUoaUHSf3meZyLhuOqD3wwu/Vu9mG8RaK10NIyEvOGZSMdTla6j",
+	"OFqCMXxOE18Awx/ZsjCWTYFx9t+fP35gavobJDa6C+f/Bw2zaBj910G9Iwfuqzl4SwPRxDc3QrupM2HY",
+	"kmczpZeQDlk1tDBMKtscmSnNOKNJjyT2YHuTcBGT/RibTKzNJkhAFZapGZuqQqYmaIvfXVM+kpXssFSB",
+	"GzTn2gDbm0x5OvbTnOz3RxJXfi5xu3j2VJb73iG7yx+Za/X72XsmWSHhNofEQspmXGSFhj47t4alYLnI",
+	"kDmZms8hjZmEG9DMgLR9tz7i0dmn83ew/n1yxXMxvoamaC2FMULOkfeFvJZqJdltj+eihw2fR7AmFcEJ",
+	"WwBPQZOMbQ5cC4Sf6WSfWPBB2T+iyDxt9VLZ8Yy6h+uWipkiWTDSCc+w0A8hPTZTmtmFMCzhWQaaRLsc",
+	"UavCojBX8/KrvOAW3oulsPDEhaKeHGeeQkN9KMWWXK7LI25ipsHqNROSHTEDiZKpeY7Nbo/D9ibhpCb7",
+	"Q5aDxuNsJWh2DWumJFsKaYWcx/htJJNMgLSMp6kGY/A7nhdI2Q1oMfNsMH12QSvgM1QUqKRksZyCZmo2",
+	"kn5FuLwJNeudYbMJaow4ciJICjv4uGmcPnsqVrEVF6h2Z0qD45yQczRINb+8aUDNMQdizl0cfbZKwxfJ",
+	"b7jI+NRt1uO31SCVcRGQaZsGJ3PUDk9W0DRmxKQ5F5JlHJf5PEc6HDEVqbMMZL2R6VYsUcA3Jj7ZL7eN",
+	"5kJST77BBfxGqvFpDHJmvTBtqa/mueCGLXjKeJaRqBQGDBOWrbgh4UOdrJ6XNZXpmmsurbOihUwz6LMJ",
+	"zXvCDF8btlqshyNZG0LsPGF7XjnGtSWOKy2pNIPbHJ2XIY1gVZaOJMdDFaPnlIIRc7kfl54VMmbC9oQ1",
+	"buGaSzTEdQMNN+oa0slI7vn/xoxnSgIOtRJ24RiHbQ2ab6QUHOH9eCQnSou5kGPUaTzL1IqG5Gyq1cqA",
+	"JjXIZlotGQ5ObYkn/ugjmZGseEYUcH4GjBFKjv16iaSGmQazYDk3jq9LfiuWxRKPPbVmmZgBimDpIXyR",
+	"vLALpcXfniphRUhhi/VcaSXn7H96Z+lSyN7lM5kVsp8NoltsqBt+bxJOlQxLNQfvotpkETipPE0FDsWz",
+	"T1rloK1AV3bGMwNxlAc/fXPHzHQ48U4wrHIaen3KuGVL5XcnUXIm5gV69QnP2d7hYMAKmaFqrz/tN7z7",
+	"r9F0Ojt8NTs67B2ng7R3wk+S3vSHl4Pe6+TwJD0Z/PgygUF0FUfCwpJmtOS370HO7SIaHh692vDU42gp",
+	"5LlrfFh95VrzdeS8+DIa+Fou86pqVjvZnnnO438k9zSYInPBUTXr+ySiHKvIaOh7p1zSvm/OSOehGTf3",
+	"9a2wC9BsQppp4hQB7ujEKbKJd2psswWXlYJLVAqMGzb509tLduCEY8JWqshSbyxw25tscrQfZI5rdReX",
+	"J/RbBLJYIi8amhRjttA4NPRdFEebWivgYS08RDGw8lOlMuByYx9cu85dqJbVvQEuCN08+nUc7Yxt6pns",
+	"tPGQobMVxGMYPBg0Zzc8K8CMpJBJVqSQOs8n0GyoJFCecvGOAoKZoLj6INV8JeTcHMwypXTvsJ+u5ujo",
+	"gL5BHymConcYxVFhQJ+nqBkN6N7JUSCiftFxdNubq57/EXVr/4KvfvWa8y6O3pY794hDVO12K7xixqJ/",
+	"4SQOfe9cq7nmSzMcyR5rhI1DxmuuogR7bdqMNfvUrxHK7h4K4wyWdDqmGvi1YZyZBc+BkRvcJI2R73Aj",
+	"QG4pThcvNzuWEZKbVuhRd8ZWrVHJkLiuzl+pOz3gczhCgWcRUHnR9DDCpqWPEbQmDmGsu/Zz2HQtYnLR",
+	"fF9HrsPRwC19yNEIGdT0MxzZtqeBNLd5GqztaDgSnn8Vc2dKr7hOGR41NlcWA0C3UE5Ds72TweG+35gU",
+	"lrmyIJP1GDc+EwmJqmTn9ZfeO8DQCrle6lpFKhqFkriJ7HNDgExLjoW0Q2d8uEFbAqSGXX589/bD5z+/",
+	"GZ///PbXTx8v335487/jz2/fXLy9dMNeQCq8NDa8Dbe3HF2VDamqXBTXrxEVDtlGgHrKDAALwjPfDTLF",
+	"07ELCP14uKNGFTrBI4OmBXd2CgxblixABo2tUuOM6zm0jrK68RFkcOKM+FvjuBbSFHmutIV0vIRU8DEq",
+	"toDQC8PeOLeyd7nOoVIRSQK5LadRR/wxmyzBLlTaEuQmRqA0c628jG7EU+EJ7grGTn2c78ItrwIctuWk",
+	"axOVOiUhaqNSTMls7Y2IN7SBUiW0tQFdBuot+KvGn36vlUaL1Diw6JWH5w/H6DhTrZ+bQXXLy2/BKQ3Z",
+	"i+KoKVPUvUtGorgFQLV3HdfSEeFXwORViHtv8G3Dzy1Dk00buSiWXPY08JRsJdzmGZcU+jSx9ScYhQ5s",
+	"vOkZOcNdT6/LR/qTh/pTFzs90jPAidBixqiRN9f/lwXI4LS4iZuYCcm+SHFbomANVhy+fP3y9eGPJ4PX",
+	"cYSL59ZBPD+c1AuuEJ848jTHQm4Hk8g0SbVihbQi25xQY/zjHwaDnUa2Jcc2PcjSVnmTy9E4p2rJvnw5",
+	"/5ndnPTZpQZumbDoqXNkgwbbFIidorFgnkUh0i7ZrNIvHcIp+RI8alpBKKDFDSomZBkqpc+/nPWOXv7A",
+	"Ftws+uzcUieDPUbSC6xEfWUYl6m3Q+gPGDJb6FoRGIPWiPT6YzNKj8gMdYSUURzmn9ry2pCertPxDtbn",
+	"cqYeeSxSmPEis6SHt8nkKeNTA9KyJXBJ7GTo7osEXqAhIAL9aCc5TIVB3dIZK8XRgpuxQ3fHTsy2N3Px",
+	"xr3NGhFZoAD57dNX6x28HVfr7FIzpN8U+kbgHkfOVenUTxoqhyZRKNko+aeMsy8X7wnDxEOQaEhBWsEz",
+	"J+Z/LdCB1pBytOL9B2WRpM9PoovXXdtULzXY4i1C+l48Gli6hvXuuEh5Du5l7X0EPlOrz5bbwmxwh6ZS",
+	"UdqyxAu4UQ4zfKyRylWy6FbT14AupK4oM2qLlmJHYbyG9bjzSGyu0GsgmkzXEhscetwKfbres6a5zD9h",
+	"2FXkDHiycCkCziSsmAGKeZH16HHkhUU9PlM6gd3X3oFL/qJWLqggylxDg2wHFeEyjDWSlAkJJTYSRwtr",
+	"8054KOPGjtE2LHMS/WrGKbfQ8+q9u9cWQOMvizWpAmzDnOPps2CV+lIyAaYkYLyQYNzW3zoItTBm96nV",
+	"B+kBWRKyoU386QmEoFO8niJYpupUbo+67tiM1gR9r65ZuJqUx1vUBN0lSMfcbm5b6EiesgH5M5xRvK50",
+	"CWM472ZHyS6dgq7RzqZGZRgmUqN1zJ5/eJFmsMWaZiJFR8qNjSfLDxwzMWNcrh+ttjrBzwqzsQtuy1xd",
+	"5SJ2ijw6AIUB002zMD6urw7SygcG2gftcletk2txgyHiTECWdgz3gbxTj+a5RhRGM2dwe0ak4OsDDDNA",
+	"w+7uRxAONJ5r3uVMXOBHRh+fvjVlhG0s19skvoqqZkIb28TxSvgsWXAhg1xrvBFw7TIZy21nVNsp3uwa",
+	"IPfcxqlQb3KXUJZc6CWsT0Us+A1U6GYAcGTiBhzU7cJ/B0dcPRDYbHzslsXPTifPisxBpkaxGdc7MgN7",
+	"jDOYdakgJIaftsq3h7V2GakrjHHOQ+VFuH2JQ7XY0FqdYuSZsnGENvU0iWFSaGHXn9F/A283lkJebo95",
+	"UV9zq/QL00Aj9yYVtHn286/nH8b054SSj1Qt6FIBdb1gM5lbn0GXNLmLoylwDfqemRgMaz3oa8pCKAcQ",
+	"x1TiRT+fediJbOaQ/URU2agYDI4Takz/dTWQ5MZSKESt6lmRe4JqyWlNXyzWPi4NcJ2bRpbB+Rwl87Zy",
+	"pS4P6+CI3+0tLDnzvPCKfEuZ5z2j2u6dQDkR3pa3o74A/jBkEiEVVmmWCXlt+qxmyZQn1yBTmpwpU2zO",
+	"iI6ky0uiagtScoSGt1dwSlz0g8w0gcIp08BTD1V4UjicpxDmR/sjOZJvKStCzmFZVoPxX4VaT76NHKQ2",
+	"ioajyAlKolJwcjKK4lGJtAUNCP9jFm5t2ewOR6MKgzBjK0yZTkOFiWGybeTU3AI9fWxNH0HlGThQJRMJ",
+	"+AS53zz0qrQAyzUJiRU2q+pxzU0SxdENaON27LA/6A8ovM5B8lxEw+i4P+gfOwBmQQrggI71Qen3z6FD",
+	"E35wZZQLtapxrdiZhNVCJAuG3ivZZ/fNxSVoHxacrJI7CEJJSnSSJsDg9p1zchuFv0eDwQ6FJbuVgpQx",
+	"9JZiEBfMSPKChPaZD6qkOhkcbqNdTfagUQtDnU4e7lTVX97F0Uu31Ps7VDW5oQKPhl+bqvvr1d1VHJli",
+	"uUS5GEa47FBBVesMcjwvvDFHHcDnBs0SkYyucKhALg6+ORt1d+Asd68uXwmL0792aW2RoljwhgO6Jyzl",
+	"x8r0UqA4McZcKg21IWmWnVfGcnvRebt+BWWt/HszyLmKo1yZDpn/iPEg5YFWWlhgS3XjANJt+AKamzAF",
+	"SwoKl1tqaFfzKExdm38yOG4ndVGROypCGstlAvFIchej9pmvD/IUqWBzxXVq2Erpa6cxOo7aBdF+B2vX",
+	"/TufuADS2X7uXhjCK4hz/7wnDjscP9xhozb1UUfV7U5DdHipO8uddi7tvQfVQRt0Jjvl+Y9gk0UtwWWe",
+	"14sWSRtwOqwrLgjYL1MIEs2czEELlaKR99lNHxhU2MpcqbQBQKHGQWlnLwdHI9lKON8jrLSO7yijLdSy",
+	"U0RL7lQl0W72/9yievRsLLq3hnJ7hcBpSxpIDIzl6wAufOTZILyuJbNSre49Cs48HXwrg6w7dxoycGHv",
+	"Vg1ZxiYtyTvpjkeqvG5ZU/MfNXYNZMC9rX/hC2g69ipuOw5dM6ubHJS33u6uaJep4O4b/rcMFbbrPVqV",
+	"8WfY3coiv3+vriPfZ4VMQTPOHMri07peF8t0JJ3FNkFGlaINYY1H7frssiLnZMIWWkLKCpksuJxThDaS",
+	"zfLNbXlrDFvaoN1cgbuEUV8AIl2s9JLWM5J7k/C83/ZWq1UPP/cKnYHEcCSd7JNC9oU0pOAzNReyZ+w6",
+	"A/bL5eWn8tKIGTonnuAENgWXRePMOU7Ml4L5OvwOXV5WIETx/T7ie1/3VYJ7VfK5xLTYzy5tSlXRrdIi",
+	"F9DLy8v3bO+QLVShO+qhT6ubflOwKwDJDktneCQDYmVF2t7RCZEyXbXVzUy3KyogN5Vyh8H1SCrWqZXt",
+	"Bj60FBJHC33SACvamn8xNdbVuMMT8I5qYcyQHVL0KeQ8g5EsDPTZWZitRWr+no+Tw1KQ36jCeZdWLUXC",
+	"swy190hSdhfPUosHh90M8KjUfRxw/I6GhwP691ielGUgtY0mw+NLgQidTgsSVhejhuVdIstG0jEQDNsj",
+	"KMMtiEKVeWnvmRbzhfVDcM9NJI2S8IFK/Ca40kmbKVvEIkSad2PO8RMYsy2fMNzUNQ7SRCPuueEun7oL",
+	"d5mS81OnBpCbeWFKB9KT9mWZ5T3LnBvrBIU38ykt7rzedmqqHMkzHp03arnkPQOohVCsZZlK8MraZxPq",
+	"slfSFuXFUZT2SaWwXTFs1dIpeY+NE95HJaSO4inziOxIKgmGzRUqsK58Ra4BzyVuWXiPp7KiIxko/djp",
+	"LsXm3MKKr3E/tCrmCzYhu9iWRKpOj33NeTfX/TyjLUH00eDkVUdysM3nX/k1mGryhs9Q0lzNpCsAtnpd",
+	"X3wgMBftWqWJ6RdXfUtsrlp5PsR4jDMIRDgTN2BiH00br6FqkDiIaMpZ+SJfZ6yrKeCk0MTXBcAubDkZ",
+	"vG4zU+kUdO/H2TF/nWxDV1uVwFvZ+vLlDtiEd1l+Uukj7yt/h0sJu4UO5X2Suzh60B9pzfmBOd4/p+68",
+	"8/bsX5UWuWuDSXffMfZsFWbee++R4ufaw3SRwg6Of/B0AnU5/ve86V7dHAl8OK8rHO7WdQXe3WI8Gbx+",
+	"Ik+666DDi7LCbNwFWHHDum8aPBevWiNO6iE96rgxMsYLnTcl9lu3H4JbI7TdSLTIS0YePlG4Niq+axY2",
+	"ojT0QrAFeiRcssMfjl+dsOnagnkm1nWN0ooyKMnL9g5/YO/ET50XLokTL596H3ZLqXvNkcZtiOrZkhZ5",
+	"ujT1oMJ9XqZJcPca6e6WpBKZLxfve34wCk4dc45eP6y2wjcb/oEYR5jzbWMcvwppKQEWJEJ9aVBXUjMA",
+	"PsqbsIRSLYBndvG3rem2M482HA0GgdOTa4Whn3MhDQXrp0zY+gpWptQ14+56lYvUNqLyX/zI3xNdvRdX",
+	"LReBDhb6bx4PDPJWNyDBhKyrVlCyzycz+2u+zLbyEAf7mIM8+3TOUpUUS6CnA4RhUyG5dkp5WojMkru5",
+	"yaqPPmX6KFaVU6pZtfF4TTmp4/6gmlhQfBW6JQ+vqM2+S3onRUmrORmmrTzUwNP1rhLYuO3hcmLe6Y7Z",
+	"y8GxC3tWwnQI3IUb5x8mb9VDHhrDWDzx/b+3cgkQUp6Kh4TbV3ptxzPfSlf8UIaNVZ1WmcnhQd2FhBUV",
+	"tjbirqpsAlvmKhOJR0MxyE9UIS2jAiPjHjvZd+ESkgrirpHkDiBgvphCZakbqvEQSMymhQ3ggZZtHclt",
+	"90BjN5PyzkpHXRxRWnAhu+DHC8/Gf7grX7GtHzjj94tR8xmXfzHz2Sxa+np1F39rlna1bernFc8ZJ6Fq",
+	"GFQHxSsZliegcCTrJAN/WB5I9Gw5OI3jErs6pkbGnZkF1yUc4ywpe88txhVN0NXXE3Wk8fuM8iFEZCUS",
+	"V9sjJHTL6rMln4532fPwDbSnZJ/+Xby5MmPlmdnMKoaiFm93Mcq7+kuwPOWWx1XWvEzehNXWwvbZRzSW",
+	"9DIffjYvfDmdw/U2r4PiCcCPGtjJ4KQ702K3yM7z6bq6wv8+xCLgw3/k8fHy+N777zxIMarCssK4a5Zb",
+	"pfP35FIdtP2gI1gn+xjc8sRma8ard7/8cyp7JaJqYgeuYlg4ku79FAf0rnMw3p9wa2ylNctyXqUp57R7",
+	"NS97y5OFe7FCGPJD0JkJc4qUVT1rPm6xVz2z85Eu5ZVI0351E8hh+81HMBzS3ILpHZhNqbc+++QQ9Sq3",
+	"oIHqyOlJEocfOBouA8B4ZlTpzpnuHEAj79uhBP7stvE7qoAK1+1GBJxshA/rNK6WBA8FvuHJAnpvMEhR",
+	"HbdhzjLKakyk6hG1yWkdXbvUjC8aRDJp83Z12afrOcH6pdn/+GH1T019FG92u2pHMKEqoMrOdo1HA+pw",
+	"6uVgym1yT0zz5zITW+QdWf7qNcqy8jx4+CzM4O87uVNV4aZGC8GsFjk9lUlvrTCpUvDqonSiRvK3Ip1D",
+	"Gqq26bpZSz5EZUchiXEXwZzB9pd5XZVI3jz2M4XqoE5k6SIDemyTXhgrb1GWcCellrYfbXp7LHpsQmjH",
+	"ox0+ZPd3Tog034Hr0C4fJTD3KBtton97YYNxv0/H9HfQGN8p8/J7n0NuGCC0xjUu4AswKbtPj2ltexR4",
+	"Nxj/74i2PwJSf044W1nyWf7VMOtNRd5U206DuAIir0KFJD2JDsi2+PquzAo7r7LQmb8ZNTw4yFTCs4Uy",
+	"dvhq8GoQ4XCexkZZQJV6968Or6k8oHGVqN96Vt5Em+UF59LkkLi3jXUZWnO6DURIAUXa1PmUkbVp1EcF",
+	"I9Rr3Bzko7+v5Z46idm84Dr1l6uaD4f22cfZrMwFcdl+qauW52BkV/zYUdxFoHx1QaOEb5mwBrJZQCAA",
+	"C++u7v4/AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -60,6 +60,22 @@ func (s *Server) readBundle(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// limitJSONBody caps a JSON body at the configured size before the
+// generated code decodes it.
+func (s *Server) limitJSONBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if media, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || media != mediaJSON {
+			return newError(api.ErrorErrorUnsupportedMediaType, "Content-Type must be %s", mediaJSON)
+		}
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			return newError(api.ErrorErrorBodyTooLarge, "request body is larger than %d bytes", s.cfg.MaxBodyBytes)
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxBodyBytes)
+		return next(c)
+	}
+}
+
 // decodeBundle validates a body of the given media type and returns it as a
 // compact JSON object. JSON values keep their exact text (numbers are not
 // converted); a form's fields become strings. Errors are *Error.

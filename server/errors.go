@@ -26,22 +26,36 @@ func newError(code api.ErrorError, format string, args ...any) *Error {
 
 // statusOf is the one table from error codes to HTTP statuses.
 var statusOf = map[api.ErrorError]int{
-	api.ErrorErrorBadRequest:           http.StatusBadRequest,
-	api.ErrorErrorInvalidBody:          http.StatusBadRequest,
-	api.ErrorErrorInvalidTtl:           http.StatusBadRequest,
-	api.ErrorErrorInvalidApiKey:        http.StatusForbidden,
-	api.ErrorErrorInvalidToken:         http.StatusForbidden,
-	api.ErrorErrorNotFound:             http.StatusNotFound,
-	api.ErrorErrorMethodNotAllowed:     http.StatusMethodNotAllowed,
-	api.ErrorErrorBodyTooLarge:         http.StatusRequestEntityTooLarge,
-	api.ErrorErrorUnsupportedMediaType: http.StatusUnsupportedMediaType,
-	api.ErrorErrorInternal:             http.StatusInternalServerError,
-	api.ErrorErrorStoreUnavailable:     http.StatusServiceUnavailable,
+	api.ErrorErrorBadRequest:             http.StatusBadRequest,
+	api.ErrorErrorInvalidBody:            http.StatusBadRequest,
+	api.ErrorErrorInvalidTtl:             http.StatusBadRequest,
+	api.ErrorErrorInvalidApiKey:          http.StatusForbidden,
+	api.ErrorErrorInvalidToken:           http.StatusForbidden,
+	api.ErrorErrorTokenUsed:              http.StatusForbidden,
+	api.ErrorErrorTokenRevoked:           http.StatusForbidden,
+	api.ErrorErrorOriginNotAllowed:       http.StatusForbidden,
+	api.ErrorErrorSessionExpired:         http.StatusForbidden,
+	api.ErrorErrorMissingToken:           http.StatusUnauthorized,
+	api.ErrorErrorUnauthorized:           http.StatusUnauthorized,
+	api.ErrorErrorIdempotencyConflict:    http.StatusConflict,
+	api.ErrorErrorIdempotencyUnavailable: http.StatusBadRequest,
+	api.ErrorErrorRateLimited:            http.StatusTooManyRequests,
+	api.ErrorErrorReloadFailed:           http.StatusBadGateway,
+	api.ErrorErrorNotFound:               http.StatusNotFound,
+	api.ErrorErrorMethodNotAllowed:       http.StatusMethodNotAllowed,
+	api.ErrorErrorBodyTooLarge:           http.StatusRequestEntityTooLarge,
+	api.ErrorErrorUnsupportedMediaType:   http.StatusUnsupportedMediaType,
+	api.ErrorErrorInternal:               http.StatusInternalServerError,
+	api.ErrorErrorStoreUnavailable:       http.StatusServiceUnavailable,
 }
 
 var (
 	errInvalidAPIKey = newError(api.ErrorErrorInvalidApiKey, "missing or unknown x-api-key")
 	errInvalidToken  = newError(api.ErrorErrorInvalidToken, "the token is missing, malformed, unknown or expired")
+	errTokenUsed     = newError(api.ErrorErrorTokenUsed, "the token has had all the uses it was minted for")
+	errTokenRevoked  = newError(api.ErrorErrorTokenRevoked, "the token was revoked")
+	errOrigin        = newError(api.ErrorErrorOriginNotAllowed, "this origin may not use tokens of this partner")
+	errNoSuchToken   = newError(api.ErrorErrorNotFound, "no such token")
 	errUnavailable   = newError(api.ErrorErrorStoreUnavailable, "the token store is unavailable, try again later")
 	errInternal      = newError(api.ErrorErrorInternal, "internal error")
 )
@@ -60,11 +74,20 @@ var echoCodes = map[int]api.ErrorError{
 func toError(err error) (*Error, bool) {
 	var e *Error
 	var he *echo.HTTPError
+	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &e):
 		return e, true
+	case errors.As(err, &mbe):
+		return newError(api.ErrorErrorBodyTooLarge, "request body is larger than %d bytes", mbe.Limit), true
 	case errors.Is(err, store.ErrUnavailable):
 		return errUnavailable, true
+	case errors.Is(err, store.ErrNotFound):
+		return errInvalidToken, true
+	case errors.Is(err, store.ErrUsed):
+		return errTokenUsed, true
+	case errors.Is(err, store.ErrRevoked):
+		return errTokenRevoked, true
 	case errors.As(err, &he):
 		code, ok := echoCodes[he.Code]
 		if !ok {

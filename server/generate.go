@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"time"
@@ -23,27 +24,51 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 	if err != nil {
 		return nil, err
 	}
+	pol, err := readPolicy(req.Params, ttl)
+	if err != nil {
+		return nil, err
+	}
 	now := s.cfg.Now()
-	rec := store.Record{Bundle: *req.JSONBody, KeyID: ri.key.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	token, id, err := s.put(ctx, rec)
+	rec := store.Record{KeyID: ri.key.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	if err := pol.apply(&rec, *req.JSONBody); err != nil {
+		return nil, err
+	}
+	sctx, cancel := s.storeCtx(ctx)
+	defer cancel()
+	epochs, err := s.cfg.Store.KeyEpochs(sctx, []string{rec.KeyID})
+	if err != nil {
+		return nil, err
+	}
+	rec.KeyEpoch = epochs[rec.KeyID]
+
+	var token uuid.UUID
+	var id store.ID
+	if req.Params.IdempotencyKey != nil {
+		token, id, rec, err = s.putIdempotent(sctx, *req.Params.IdempotencyKey, rec)
+	} else {
+		token, id, err = s.put(sctx, rec)
+	}
 	if err != nil {
 		return nil, err
 	}
 	ri.tokenID = id.String()
-	return api.Generate200JSONResponse{
+	return api.Generate200JSONResponse(minted(token, id, rec, now)), nil
+}
+
+// minted is the answer for a token minted as rec.
+func minted(token uuid.UUID, id store.ID, rec store.Record, now time.Time) api.GeneratedToken {
+	return api.GeneratedToken{
 		Token:          token,
 		TokenId:        id.String(),
 		ExpirationTime: rec.ExpiresAt.Unix(),
-		ExpiresIn:      int64(ttl / time.Second),
-	}, nil
+		ExpiresIn:      int64(rec.ExpiresAt.Sub(now) / time.Second),
+	}
 }
 
 // put stores rec under a fresh token. A taken ID means a 128-bit hash
 // collision between random tokens; it is retried, not trusted to be
 // impossible.
 func (s *Server) put(ctx context.Context, rec store.Record) (uuid.UUID, store.ID, error) {
-	ctx, cancel := s.storeCtx(ctx)
-	defer cancel()
 	for range 3 {
 		token, id, err := newToken()
 		if err != nil {
@@ -55,6 +80,33 @@ func (s *Server) put(ctx context.Context, rec store.Record) (uuid.UUID, store.ID
 		}
 	}
 	return uuid.UUID{}, store.ID{}, errors.New("server: three token collisions in a row")
+}
+
+// putIdempotent stores rec under the token its Idempotency-Key derives, or
+// finds the one a previous try stored. The same key with another body, or
+// whose token has ended, is a conflict.
+func (s *Server) putIdempotent(ctx context.Context, idemKey string, rec store.Record) (uuid.UUID, store.ID, store.Record, error) {
+	if len(s.cfg.IdempotencySecret) == 0 {
+		return uuid.UUID{}, store.ID{}, rec, newError(api.ErrorErrorIdempotencyUnavailable, "Idempotency-Key needs TOKENSVC_IDEMPOTENCY_SECRET on a Redis-backed service")
+	}
+	token := idempotentToken(s.cfg.IdempotencySecret, rec.KeyID, idemKey)
+	id := tokenID(token.String())
+	err := s.cfg.Store.Put(ctx, id, rec)
+	if !errors.Is(err, store.ErrExists) {
+		return token, id, rec, err
+	}
+	prev, err := s.cfg.Store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound): // expired between the two calls
+		return token, id, rec, s.cfg.Store.Put(ctx, id, rec)
+	case err != nil:
+		return token, id, rec, err
+	case prev.State != store.Live:
+		return token, id, rec, newError(api.ErrorErrorIdempotencyConflict, "the token of this Idempotency-Key was %s", prev.State)
+	case !bytes.Equal(prev.Bundle, rec.Bundle) || !bytes.Equal(prev.Private, rec.Private):
+		return token, id, rec, newError(api.ErrorErrorIdempotencyConflict, "this Idempotency-Key was used with another body")
+	}
+	return token, id, prev, nil
 }
 
 // tokenTTL picks the lifetime: the request's, else the key's default, else

@@ -2,6 +2,7 @@ package server
 
 import "github.com/tokensvc/tokensvc/server/keys"
 
-type panicPartners struct{}
+// panicPartners is a registry whose Authenticate panics.
+type panicPartners struct{ Partners }
 
 func (panicPartners) Authenticate(string, string) (keys.Key, error) { panic("boom") }

@@ -121,16 +121,3 @@ func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	}
 }
-
-// authenticatePartner admits /generate callers with a valid partner key.
-func (s *Server) authenticatePartner(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		ri := info(c.Request().Context())
-		key, err := s.cfg.Partners.Authenticate(ri.apiKey, ri.origin)
-		if err != nil {
-			return errInvalidAPIKey
-		}
-		ri.key = key
-		return next(c)
-	}
-}

@@ -18,18 +18,32 @@ import (
 )
 
 // Store keeps token records. Errors: store.ErrNotFound for no live record,
-// store.ErrExists when Put's ID is taken, store.ErrUnavailable when the
-// backend does not answer; anything else is unexpected.
+// store.ErrUsed and store.ErrRevoked for tombstones, store.ErrExists when
+// Put's ID is taken, store.ErrUnavailable when the backend does not answer;
+// anything else is unexpected. See package store for each method.
 type Store interface {
 	Put(ctx context.Context, id store.ID, rec store.Record) error
 	Get(ctx context.Context, id store.ID) (store.Record, error)
+	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
+	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	Restore(ctx context.Context, id store.ID, rec store.Record) error
+	Revoke(ctx context.Context, id store.ID, now time.Time) error
+	KeyEpochs(ctx context.Context, keyIDs []string) (map[string]uint64, error)
+	RevokeKey(ctx context.Context, keyID string) (uint64, error)
 	Ping(ctx context.Context) error
 }
 
-// Partners authenticates the partner keys presented to /generate. Errors
-// wrap keys.ErrUnknownKey or keys.ErrOriginNotAllowed.
+// Partners is the partner key registry. Authenticate's errors wrap
+// keys.ErrUnknownKey or keys.ErrOriginNotAllowed.
 type Partners interface {
 	Authenticate(secret, origin string) (keys.Key, error)
+	ByID(id string) (keys.Key, bool)
+	OriginAllowed(keyID, origin string) bool
+	AnyOriginAllowed(origin string) bool
+	Keys() []keys.Key
+	Status() keys.Status
+	Reload(ctx context.Context) error
 }
 
 // Config is what a Server needs. Zero durations and sizes take the defaults
@@ -48,6 +62,21 @@ type Config struct {
 	// StoreTimeout bounds each store operation; past it the request is
 	// answered 503. Default one second.
 	StoreTimeout time.Duration
+	// MaxSessionLifetime caps a refresh chain, from its first token's
+	// minting. Default 24 hours.
+	MaxSessionLifetime time.Duration
+	// MaxBatch caps the tokens of one /verify/batch. Default 100.
+	MaxBatch int
+	// AdminToken guards /admin/...; empty turns the admin API off.
+	AdminToken string
+	// IdempotencySecret derives the token of an Idempotency-Key; without
+	// it, Idempotency-Key is refused. Use the same secret on every
+	// instance sharing a store.
+	IdempotencySecret []byte
+	// ForwardCookie names a cookie /auth reads the token from, if set.
+	ForwardCookie string
+	// ForwardFields are the bundle fields /auth sends as X-Token-* headers.
+	ForwardFields []string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -58,6 +87,8 @@ const (
 	DefaultMaxTokenTTL  = 24 * time.Hour
 	DefaultMaxBodyBytes = 16 << 10
 	DefaultStoreTimeout = time.Second
+	DefaultMaxSession   = 24 * time.Hour
+	DefaultMaxBatch     = 100
 )
 
 // Server serves the API. It is an http.Handler.
@@ -84,6 +115,8 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.MaxTokenTTL, DefaultMaxTokenTTL)
 	setDefault(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
 	setDefault(&cfg.StoreTimeout, DefaultStoreTimeout)
+	setDefault(&cfg.MaxSessionLifetime, DefaultMaxSession)
+	setDefault(&cfg.MaxBatch, DefaultMaxBatch)
 	if cfg.TokenTTL < time.Second || cfg.MaxTokenTTL < cfg.TokenTTL {
 		return nil, errors.New("server: need 1s <= TokenTTL <= MaxTokenTTL")
 	}
@@ -92,13 +125,24 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.observe, s.recoverPanic)
+	e.Use(s.observe, s.recoverPanic, s.cors())
+	partner := []echo.MiddlewareFunc{s.authenticatePartner}
+	admin := []echo.MiddlewareFunc{s.adminOnly}
 	api.RegisterHandlersWithOptions(e, api.NewStrictHandler(s, nil), api.RegisterHandlersOptions{
 		OperationMiddlewares: map[string][]echo.MiddlewareFunc{
 			// Authenticate before reading a body: strangers cost nothing.
-			"generate": {s.authenticatePartner, s.readBundle},
+			"generate":             {s.authenticatePartner, s.readBundle},
+			"verifyBatch":          {s.limitJSONBody},
+			"getToken":             partner,
+			"revokeToken":          partner,
+			"adminListKeys":        admin,
+			"adminReload":          admin,
+			"adminRevokeToken":     admin,
+			"adminRevokeKeyTokens": admin,
 		},
 	})
+	e.Any("/auth", s.forwardAuth)
+	e.Any("/auth/*", s.forwardAuth)
 	s.echo = e
 	return s, nil
 }

@@ -186,6 +186,11 @@ func (c *countingStore) Get(ctx context.Context, id store.ID) (store.Record, err
 	return c.Store.Get(ctx, id)
 }
 
+func (c *countingStore) Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+	c.gets.Add(1)
+	return c.Store.Consume(ctx, id, now)
+}
+
 func TestMalformedTokenNeverReachesStore(t *testing.T) {
 	var cs *countingStore
 	h := newHarness(t, func(c *Config) { cs = &countingStore{Store: c.Store}; c.Store = cs })
@@ -215,7 +220,29 @@ func (f failingStore) Put(ctx context.Context, _ store.ID, _ store.Record) error
 func (f failingStore) Get(ctx context.Context, _ store.ID) (store.Record, error) {
 	return store.Record{}, f.wait(ctx)
 }
-func (f failingStore) Ping(ctx context.Context) error { return f.wait(ctx) }
+func (f failingStore) Consume(ctx context.Context, _ store.ID, _ time.Time) (store.Record, error) {
+	return store.Record{}, f.wait(ctx)
+}
+func (f failingStore) ConsumeMany(ctx context.Context, ids []store.ID, _ time.Time) []store.Result {
+	err := f.wait(ctx)
+	out := make([]store.Result, len(ids))
+	for i := range out {
+		out[i].Err = err
+	}
+	return out
+}
+func (f failingStore) Take(ctx context.Context, _ store.ID, _ time.Time) (store.Record, error) {
+	return store.Record{}, f.wait(ctx)
+}
+func (f failingStore) Restore(ctx context.Context, _ store.ID, _ store.Record) error {
+	return f.wait(ctx)
+}
+func (f failingStore) Revoke(ctx context.Context, _ store.ID, _ time.Time) error { return f.wait(ctx) }
+func (f failingStore) KeyEpochs(ctx context.Context, _ []string) (map[string]uint64, error) {
+	return nil, f.wait(ctx)
+}
+func (f failingStore) RevokeKey(ctx context.Context, _ string) (uint64, error) { return 0, f.wait(ctx) }
+func (f failingStore) Ping(ctx context.Context) error                          { return f.wait(ctx) }
 
 func TestStoreFailures(t *testing.T) {
 	token := uuid.Must(uuid.NewRandom()).String()

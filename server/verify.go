@@ -2,37 +2,164 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/store"
 )
 
-// Verify answers the bundle of a live token.
+// Verify answers the bundle of a live token, counting one use.
 func (s *Server) Verify(ctx context.Context, _ api.VerifyRequestObject) (api.VerifyResponseObject, error) {
 	ri := info(ctx)
-	id, ok := parseToken(ri.token)
+	partner, err := s.partnerIfPresented(ri)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.use(ctx, ri, ri.token)
+	if err != nil {
+		return nil, err
+	}
+	return bundleResponse(visible(rec, partner)), nil
+}
+
+// use is one verification of a presented token, shared by /verify and
+// /auth: it counts the use and applies the partner key's rules.
+func (s *Server) use(ctx context.Context, ri *requestInfo, token string) (store.Record, error) {
+	id, ok := parseToken(token)
 	if !ok {
-		return nil, errInvalidToken
+		return store.Record{}, errInvalidToken
 	}
 	ri.tokenID = id.String()
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	rec, err := s.cfg.Store.Get(sctx, id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, errInvalidToken
-	case err != nil:
-		return nil, err
-	case !s.cfg.Now().Before(rec.ExpiresAt):
-		return nil, errInvalidToken // expired a moment ago; the store drops it soon
+	if err := s.checkOrigin(sctx, id, ri.origin); err != nil {
+		return store.Record{}, err
 	}
-	return bundleResponse(rec.Bundle), nil
+	rec, err := s.cfg.Store.Consume(sctx, id, s.cfg.Now())
+	if err != nil {
+		return store.Record{}, err
+	}
+	epochs, err := s.cfg.Store.KeyEpochs(sctx, []string{rec.KeyID})
+	if err != nil {
+		return store.Record{}, err
+	}
+	return rec, s.admit(rec, epochs[rec.KeyID], ri.origin)
 }
 
-// bundleResponse writes a stored bundle byte for byte: it was validated
-// and compacted when it was minted, so it is neither decoded nor re-encoded.
+// checkOrigin refuses a browser call from an origin the token's partner key
+// does not allow, before a use is spent on it. Server-side calls (no
+// Origin) skip the extra store read.
+func (s *Server) checkOrigin(ctx context.Context, id store.ID, origin string) error {
+	if origin == "" {
+		return nil
+	}
+	rec, err := s.cfg.Store.Get(ctx, id)
+	switch {
+	case err != nil:
+		return err
+	case rec.State == store.Used:
+		return errTokenUsed
+	case rec.State == store.Revoked:
+		return errTokenRevoked
+	case !s.cfg.Partners.OriginAllowed(rec.KeyID, origin):
+		return errOrigin
+	}
+	return nil
+}
+
+// admit applies the rules of the minting partner key to a live record:
+// revoked with all the key's tokens, key disabled, browser origin.
+func (s *Server) admit(rec store.Record, epoch uint64, origin string) error {
+	if rec.KeyEpoch < epoch {
+		return errTokenRevoked
+	}
+	if key, ok := s.cfg.Partners.ByID(rec.KeyID); ok && key.Disabled {
+		return errTokenRevoked
+	}
+	if origin != "" && !s.cfg.Partners.OriginAllowed(rec.KeyID, origin) {
+		return errOrigin
+	}
+	return nil
+}
+
+// visible is what a caller may read of a record: everything for the
+// minting partner's own backend, the public fields for anyone else.
+func visible(rec store.Record, partner *keys.Key) json.RawMessage {
+	if partner != nil && partner.ID == rec.KeyID {
+		return mergeBundle(rec.Bundle, rec.Private)
+	}
+	return rec.Bundle
+}
+
+// VerifyBatch verifies many tokens with one store round trip per node for
+// the uses and one for the key epochs.
+func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObject) (api.VerifyBatchResponseObject, error) {
+	ri := info(ctx)
+	partner, err := s.partnerIfPresented(ri)
+	if err != nil {
+		return nil, err
+	}
+	if req.Body == nil || len(req.Body.Tokens) == 0 || len(req.Body.Tokens) > s.cfg.MaxBatch {
+		return nil, newError(api.ErrorErrorInvalidBody, "tokens must hold 1 to %d tokens", s.cfg.MaxBatch)
+	}
+	results := make([]api.BatchResult, len(req.Body.Tokens))
+	ids := make([]store.ID, 0, len(results))
+	at := make([]int, 0, len(results)) // at[j] is the result index of ids[j]
+	for i, t := range req.Body.Tokens {
+		if id, ok := parseToken(t); ok {
+			ids, at = append(ids, id), append(at, i)
+		} else {
+			results[i] = rejected(errInvalidToken)
+		}
+	}
+	sctx, cancel := s.storeCtx(ctx)
+	defer cancel()
+	used := s.cfg.Store.ConsumeMany(sctx, ids, s.cfg.Now())
+	keyIDs := make([]string, 0, 4)
+	seen := map[string]bool{}
+	for _, r := range used {
+		switch {
+		case errors.Is(r.Err, store.ErrUnavailable):
+			return nil, r.Err
+		case r.Err == nil && !seen[r.Record.KeyID]:
+			seen[r.Record.KeyID] = true
+			keyIDs = append(keyIDs, r.Record.KeyID)
+		}
+	}
+	epochs, err := s.cfg.Store.KeyEpochs(sctx, keyIDs)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range used {
+		err := r.Err
+		if err == nil {
+			err = s.admit(r.Record, epochs[r.Record.KeyID], ri.origin)
+		}
+		if err != nil {
+			e, ok := toError(err)
+			if !ok {
+				return nil, err
+			}
+			results[at[j]] = rejected(e)
+			continue
+		}
+		b := visible(r.Record, partner)
+		results[at[j]] = api.BatchResult{Valid: true, Bundle: &b}
+	}
+	noStore := "no-store"
+	return api.VerifyBatch200JSONResponse{Body: api.BatchResponse{Results: results}, Headers: api.VerifyBatch200ResponseHeaders{CacheControl: &noStore}}, nil
+}
+
+func rejected(e *Error) api.BatchResult {
+	code := api.BatchResultError(e.Code)
+	return api.BatchResult{Valid: false, Error: &code}
+}
+
+// bundleResponse writes a bundle byte for byte: it was validated and
+// compacted when it was minted, so it is neither decoded nor re-encoded.
 type bundleResponse []byte
 
 func (b bundleResponse) VisitVerifyResponse(w http.ResponseWriter) error {

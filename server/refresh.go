@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/store"
+)
+
+// Refresh swaps a live token for a fresh one with the same bundle and
+// policy. The old token ends by the same atomic step that reads it; if the
+// new one cannot be stored, the old one is put back.
+func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.RefreshResponseObject, error) {
+	ri := info(ctx)
+	id, ok := parseToken(ri.token)
+	if !ok {
+		return nil, errInvalidToken
+	}
+	ri.tokenID = id.String()
+	sctx, cancel := s.storeCtx(ctx)
+	defer cancel()
+	if err := s.checkOrigin(sctx, id, ri.origin); err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	old, err := s.cfg.Store.Take(sctx, id, now)
+	if err != nil {
+		return nil, err
+	}
+	epochs, err := s.cfg.Store.KeyEpochs(sctx, []string{old.KeyID})
+	if err != nil {
+		s.restore(sctx, id, old)
+		return nil, err
+	}
+	if err := s.admit(old, epochs[old.KeyID], ri.origin); err != nil {
+		return nil, err // revoked or not allowed: it stays ended
+	}
+	limit := old.Session().Add(s.cfg.MaxSessionLifetime)
+	if !now.Add(s.minTTL()).Before(limit) {
+		s.restore(sctx, id, old)
+		return nil, newError(api.ErrorErrorSessionExpired, "the session reached its maximum lifetime; mint a new token")
+	}
+	rec := old
+	rec.SessionStart, rec.CreatedAt, rec.Uses = old.Session(), now, 0
+	rec.ExpiresAt = now.Add(old.TTL())
+	if rec.ExpiresAt.After(limit) {
+		rec.ExpiresAt = limit
+	}
+	rec.KeyEpoch = epochs[old.KeyID]
+	token, newID, err := s.put(sctx, rec)
+	if err != nil {
+		s.restore(sctx, id, old)
+		return nil, err
+	}
+	ri.tokenID = newID.String()
+	return api.Refresh200JSONResponse(minted(token, newID, rec, now)), nil
+}
+
+// minTTL is the shortest lifetime worth minting on a refresh.
+func (s *Server) minTTL() time.Duration { return time.Second }
+
+func (s *Server) restore(ctx context.Context, id store.ID, old store.Record) {
+	if err := s.cfg.Store.Restore(ctx, id, old); err != nil {
+		s.log.WarnContext(ctx, "could not restore a token after a failed refresh", "token_id", id.String(), "err", err)
+	}
+}

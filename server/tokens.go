@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/store"
+)
+
+// GetToken shows a token's metadata to the partner that minted it.
+func (s *Server) GetToken(ctx context.Context, req api.GetTokenRequestObject) (api.GetTokenResponseObject, error) {
+	ri := info(ctx)
+	sctx, cancel := s.storeCtx(ctx)
+	defer cancel()
+	id, rec, err := s.ownToken(sctx, req.TokenId, ri.key.ID)
+	if err != nil {
+		return nil, err
+	}
+	ri.tokenID = id.String()
+	state := rec.State
+	if state == store.Live {
+		epochs, err := s.cfg.Store.KeyEpochs(sctx, []string{rec.KeyID})
+		if err != nil {
+			return nil, err
+		}
+		if rec.KeyEpoch < epochs[rec.KeyID] {
+			state = store.Revoked
+		}
+	}
+	return api.GetToken200JSONResponse(tokenInfo(id, rec, state)), nil
+}
+
+// RevokeToken ends one of the partner's tokens now.
+func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObject) (api.RevokeTokenResponseObject, error) {
+	ri := info(ctx)
+	sctx, cancel := s.storeCtx(ctx)
+	defer cancel()
+	id, _, err := s.ownToken(sctx, req.TokenId, ri.key.ID)
+	if err != nil {
+		return nil, err
+	}
+	ri.tokenID = id.String()
+	if err := s.revoke(sctx, id); err != nil {
+		return nil, err
+	}
+	return api.RevokeToken204Response{}, nil
+}
+
+// ownToken finds a token of the given partner key. Other partners' tokens
+// are as unknown as missing ones.
+func (s *Server) ownToken(ctx context.Context, tokenID, keyID string) (store.ID, store.Record, error) {
+	id, err := store.ParseID(tokenID)
+	if err != nil {
+		return id, store.Record{}, errNoSuchToken
+	}
+	rec, err := s.cfg.Store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return id, rec, errNoSuchToken
+	case err != nil:
+		return id, rec, err
+	case rec.KeyID != keyID:
+		return id, rec, errNoSuchToken
+	}
+	return id, rec, nil
+}
+
+func (s *Server) revoke(ctx context.Context, id store.ID) error {
+	err := s.cfg.Store.Revoke(ctx, id, s.cfg.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return errNoSuchToken
+	}
+	return err
+}
+
+func tokenInfo(id store.ID, rec store.Record, state store.State) api.TokenInfo {
+	out := api.TokenInfo{
+		TokenId:       id.String(),
+		KeyId:         rec.KeyID,
+		State:         api.TokenInfoState(state.String()),
+		Uses:          int64(rec.Uses),
+		PrivateFields: privateNames(rec.Private),
+	}
+	if rec.State != store.Live {
+		return out // a tombstone keeps nothing else
+	}
+	out.CreatedAt, out.ExpiresAt, out.SessionStartedAt = rec.CreatedAt.Unix(), rec.ExpiresAt.Unix(), rec.Session().Unix()
+	if rec.MaxUses > 0 {
+		m, left := int64(rec.MaxUses), rec.UsesLeft()
+		out.MaxUses, out.UsesLeft = &m, &left
+	}
+	out.IdleTtl = seconds(rec.IdleTTL)
+	out.ReuseGrace = seconds(rec.ReuseGrace)
+	return out
+}
+
+func seconds(d time.Duration) *int64 {
+	if d <= 0 {
+		return nil
+	}
+	n := int64(d / time.Second)
+	return &n
+}
