@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/sha256"
+	"errors"
 	"crypto/subtle"
 	"net/http"
 	"strings"
@@ -36,7 +37,10 @@ func (s *Server) authenticatePartner(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ri := info(c.Request().Context())
 		key, err := s.cfg.Partners.Authenticate(ri.apiKey, ri.origin)
-		if err != nil {
+		switch {
+		case errors.Is(err, keys.ErrOriginNotAllowed):
+			return newError(api.ErrorErrorOriginNotAllowed, "this key's client secret may not be used from this origin")
+		case err != nil:
 			return errInvalidAPIKey
 		}
 		ri.key = key

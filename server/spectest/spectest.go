@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -47,6 +48,12 @@ func New(tb testing.TB) *Validator {
 // the spec's Error object.
 func (v *Validator) Check(tb testing.TB, req *http.Request, status int, header http.Header, body []byte) {
 	tb.Helper()
+	if strings.HasPrefix(req.URL.Path, "/auth/") {
+		// Forward auth serves every /auth/... path and method as GET /auth
+		// (see openapi.yaml); judge it by that operation.
+		req = req.Clone(req.Context())
+		req.Method, req.URL.Path = http.MethodGet, "/auth"
+	}
 	route, params, err := v.router.FindRoute(req)
 	if err != nil {
 		v.checkError(tb, req, status, body)
@@ -72,6 +79,9 @@ func (v *Validator) Check(tb testing.TB, req *http.Request, status int, header h
 
 func (v *Validator) checkError(tb testing.TB, req *http.Request, status int, body []byte) {
 	tb.Helper()
+	if req.Method == http.MethodOptions && status == http.StatusNoContent && len(body) == 0 {
+		return // a CORS preflight, answered by the CORS middleware
+	}
 	if status < 400 {
 		tb.Errorf("%s %s -> %d: a route the spec does not have answered success", req.Method, req.URL.Path, status)
 		return
