@@ -266,4 +266,3 @@ func transient(reply string) bool {
 	}
 	return false
 }
-
