@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokensvc/tokensvc/store"
 )
 
 // config is everything the service reads from its environment.
@@ -27,6 +29,12 @@ type config struct {
 	MaxBodyBytes    int64
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration
+	AdminToken      string
+	IdempotencyKey  []byte
+	ForwardCookie   string
+	ForwardFields   []string
+	MaxBatch        int
+	MaxSession      time.Duration
 }
 
 // setting is one configuration value: where it is read from, its default,
@@ -71,6 +79,45 @@ func settings() []setting {
 				c.MaxBodyBytes = n
 				return nil
 			}},
+		{"TOKENSVC_MAX_SESSION_LIFETIME", "token.max_session_lifetime", "24h", "longest life of a refresh chain, from its first token",
+			durationInto(func(c *config) *time.Duration { return &c.MaxSession })},
+		{"TOKENSVC_MAX_BATCH", "server.max_batch", "100", "most tokens in one /verify/batch",
+			func(c *config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > 10000 {
+					return errors.New("want a number from 1 to 10000")
+				}
+				c.MaxBatch = n
+				return nil
+			}},
+		{"TOKENSVC_ADMIN_TOKEN", "server.admin_token", "", "secret for the X-Admin-Token header of /admin/...; empty = admin API off (at least 16 characters)",
+			func(c *config, v string) error {
+				if v != "" && len(v) < 16 {
+					return errors.New("must be at least 16 characters")
+				}
+				c.AdminToken = v
+				return nil
+			}},
+		{"TOKENSVC_IDEMPOTENCY_SECRET", "server.idempotency_secret", "", "secret (at least 32 characters) deriving Idempotency-Key tokens; the same on every instance. Empty with Redis = Idempotency-Key refused; with the embedded store a random one is made",
+			func(c *config, v string) error {
+				if v != "" && len(v) < 32 {
+					return errors.New("must be at least 32 characters")
+				}
+				c.IdempotencyKey = []byte(v)
+				return nil
+			}},
+		{"TOKENSVC_FORWARD_COOKIE", "forward.cookie", "", "cookie that /auth reads the token from (besides headers and X-Original-URI)",
+			func(c *config, v string) error { c.ForwardCookie = v; return nil }},
+		{"TOKENSVC_FORWARD_FIELDS", "forward.fields", "", "comma-separated bundle fields /auth sends as X-Token-<Field> headers",
+			func(c *config, v string) error {
+				c.ForwardFields = nil
+				for _, f := range strings.Split(v, ",") {
+					if f = strings.TrimSpace(f); f != "" {
+						c.ForwardFields = append(c.ForwardFields, f)
+					}
+				}
+				return nil
+			}},
 		{"TOKENSVC_LOG_LEVEL", "log.level", "info", "debug, info, warn or error",
 			func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"TOKENSVC_SHUTDOWN_TIMEOUT", "server.shutdown_timeout", "15s", "how long in-flight requests may finish after SIGTERM",
@@ -108,6 +155,8 @@ func loadConfig(getenv func(string) string, file string) (config, error) {
 		return c, errors.New("configuration TOKENSVC_TOKEN_TTL: must be at least 1s")
 	case c.MaxTokenTTL < c.TokenTTL:
 		return c, errors.New("configuration TOKENSVC_MAX_TOKEN_TTL: must be at least TOKENSVC_TOKEN_TTL")
+	case c.MaxTokenTTL > store.MaxTTL:
+		return c, fmt.Errorf("configuration TOKENSVC_MAX_TOKEN_TTL: must be at most %s", store.MaxTTL)
 	}
 	return c, nil
 }

@@ -18,7 +18,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{Addr: ":8080", RedisPrefix: "tokensvc:", StoreTimeout: time.Second, APIKeysReload: 30 * time.Second,
-		TokenTTL: time.Hour, MaxTokenTTL: 24 * time.Hour, MaxBodyBytes: 16384, ShutdownTimeout: 15 * time.Second}
+		TokenTTL: time.Hour, MaxTokenTTL: 24 * time.Hour, MaxBodyBytes: 16384, ShutdownTimeout: 15 * time.Second,
+		MaxBatch: 100, MaxSession: 24 * time.Hour, IdempotencyKey: []byte{}}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Fatalf("(-want +got)\n%s", diff)
 	}
@@ -65,6 +66,10 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{env{"TOKENSVC_MAX_BODY_BYTES": "lots"}, "", "TOKENSVC_MAX_BODY_BYTES"},
 		{env{"TOKENSVC_LOG_LEVEL": "loud"}, "", "TOKENSVC_LOG_LEVEL"},
 		{env{"TOKENSVC_API_KEYS_RELOAD_SEC": "0"}, "", "TOKENSVC_API_KEYS_RELOAD_SEC"},
+		{env{"TOKENSVC_MAX_TOKEN_TTL": "800h"}, "", "TOKENSVC_MAX_TOKEN_TTL"},
+		{env{"TOKENSVC_ADMIN_TOKEN": "short"}, "", "TOKENSVC_ADMIN_TOKEN"},
+		{env{"TOKENSVC_IDEMPOTENCY_SECRET": "short"}, "", "TOKENSVC_IDEMPOTENCY_SECRET"},
+		{env{"TOKENSVC_MAX_BATCH": "0"}, "", "TOKENSVC_MAX_BATCH"},
 		{env{}, "token:\n  ttl: forever\n", "token.ttl"},
 		{env{}, "server:\n  adr: x\n", `unknown setting "server.adr"`},
 		{env{}, "server: [", "configuration file"},

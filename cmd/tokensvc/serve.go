@@ -56,10 +56,20 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 	}
 	go partners.Run(regCtx)
 
+	idemSecret := cfg.IdempotencyKey
+	if len(idemSecret) == 0 && cfg.RedisURL == "" {
+		// One process: a secret of its own is as good as a shared one.
+		idemSecret = make([]byte, 32)
+		if _, err := rand.Read(idemSecret); err != nil {
+			return err
+		}
+	}
 	srv, err := server.New(server.Config{
 		Store: st, Partners: partners, Logger: log,
-		TokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL,
-		MaxBodyBytes: cfg.MaxBodyBytes, StoreTimeout: cfg.StoreTimeout,
+		TokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL, MaxSessionLifetime: cfg.MaxSession,
+		MaxBodyBytes: cfg.MaxBodyBytes, StoreTimeout: cfg.StoreTimeout, MaxBatch: cfg.MaxBatch,
+		AdminToken: cfg.AdminToken, IdempotencySecret: idemSecret,
+		ForwardCookie: cfg.ForwardCookie, ForwardFields: cfg.ForwardFields,
 	})
 	if err != nil {
 		return err
