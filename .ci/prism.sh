@@ -59,12 +59,12 @@ proxy=http://127.0.0.1:$port
 start=$SECONDS
 "$bin/prism" proxy "$spec" "$upstream" --errors --host 127.0.0.1 --port "$port" >"$work/prism.log" 2>&1 &
 prism_pid=$!
-for _ in $(seq 1 120); do
+for _ in $(seq 1 240); do
   grep -q 'Prism is listening' "$work/prism.log" && break
   kill -0 "$prism_pid" 2>/dev/null || { cat "$work/prism.log" >&2; prism_pid=; fail "Prism exited"; }
   sleep 0.25
 done
-grep -q 'Prism is listening' "$work/prism.log" || { cat "$work/prism.log" >&2; fail "Prism did not start in 30 s"; }
+grep -q 'Prism is listening' "$work/prism.log" || { cat "$work/prism.log" >&2; fail "Prism did not start in 60 s"; }
 echo "prism: Prism $("$bin/prism" --version) proxies $proxy -> $upstream with $spec (up in $((SECONDS - start)) s)"
 
 # The session's `status CODE WHAT [request-violation]` names what the next curl must get.
