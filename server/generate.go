@@ -74,7 +74,9 @@ func (s *Server) put(ctx context.Context, rec store.Record) (uuid.UUID, store.ID
 		if err != nil {
 			return token, id, err
 		}
-		err = s.cfg.Store.Put(ctx, id, rec)
+		sealed := rec
+		seal(token.String(), &sealed)
+		err = s.cfg.Store.Put(ctx, id, sealed)
 		if !errors.Is(err, store.ErrExists) {
 			return token, id, err
 		}
@@ -91,14 +93,19 @@ func (s *Server) putIdempotent(ctx context.Context, idemKey string, rec store.Re
 	}
 	token := idempotentToken(s.cfg.IdempotencySecret, rec.KeyID, idemKey)
 	id := tokenID(token.String())
-	err := s.cfg.Store.Put(ctx, id, rec)
+	sealed := rec
+	seal(token.String(), &sealed)
+	err := s.cfg.Store.Put(ctx, id, sealed)
 	if !errors.Is(err, store.ErrExists) {
 		return token, id, rec, err
 	}
 	prev, err := s.cfg.Store.Get(ctx, id)
+	if err == nil && prev.State == store.Live {
+		err = unseal(token.String(), &prev)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound): // expired between the two calls
-		return token, id, rec, s.cfg.Store.Put(ctx, id, rec)
+		return token, id, rec, s.cfg.Store.Put(ctx, id, sealed)
 	case err != nil:
 		return token, id, rec, err
 	case prev.State != store.Live:

@@ -138,25 +138,3 @@ func mergeBundle(public, private json.RawMessage) json.RawMessage {
 	out = append(out, ',')
 	return append(out, private[1:]...)
 }
-
-// privateNames lists the field names of a private object, in order.
-func privateNames(private json.RawMessage) []string {
-	names := []string{}
-	if len(private) == 0 {
-		return names
-	}
-	dec := json.NewDecoder(bytes.NewReader(private))
-	dec.Token()
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			break
-		}
-		names = append(names, tok.(string))
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
-			break
-		}
-	}
-	return names
-}

@@ -13,7 +13,7 @@ import (
 // new one cannot be stored, the old one is put back.
 func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.RefreshResponseObject, error) {
 	ri := info(ctx)
-	id, ok := parseToken(ri.token)
+	token, id, ok := parseToken(ri.token)
 	if !ok {
 		return nil, errInvalidToken
 	}
@@ -30,15 +30,19 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 	}
 	epochs, err := s.cfg.Store.KeyEpochs(sctx, []string{old.KeyID})
 	if err != nil {
-		s.restore(sctx, id, old)
+		s.restore(sctx, id, old) // still sealed here
 		return nil, err
 	}
 	if err := s.admit(old, epochs[old.KeyID], ri.origin); err != nil {
 		return nil, err // revoked or not allowed: it stays ended
 	}
+	sealed := old
+	if err := unseal(token, &old); err != nil {
+		return nil, err
+	}
 	limit := old.Session().Add(s.cfg.MaxSessionLifetime)
 	if !now.Add(s.minTTL()).Before(limit) {
-		s.restore(sctx, id, old)
+		s.restore(sctx, id, sealed)
 		return nil, newError(api.ErrorErrorSessionExpired, "the session reached its maximum lifetime; mint a new token")
 	}
 	rec := old
@@ -48,13 +52,13 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 		rec.ExpiresAt = limit
 	}
 	rec.KeyEpoch = epochs[old.KeyID]
-	token, newID, err := s.put(sctx, rec)
+	fresh, newID, err := s.put(sctx, rec)
 	if err != nil {
-		s.restore(sctx, id, old)
+		s.restore(sctx, id, sealed)
 		return nil, err
 	}
 	ri.tokenID = newID.String()
-	return api.Refresh200JSONResponse(minted(token, newID, rec, now)), nil
+	return api.Refresh200JSONResponse(minted(fresh, newID, rec, now)), nil
 }
 
 // minTTL is the shortest lifetime worth minting on a refresh.

@@ -36,16 +36,18 @@ func idempotentToken(secret []byte, keyID, idemKey string) uuid.UUID {
 }
 
 // parseToken accepts only what newToken makes: a 36-character UUID v4
-// (either case). Anything else never reaches the store.
-func parseToken(s string) (store.ID, bool) {
+// (either case), returned in canonical form with its ID. Anything else
+// never reaches the store.
+func parseToken(s string) (string, store.ID, bool) {
 	if len(s) != 36 {
-		return store.ID{}, false
+		return "", store.ID{}, false
 	}
 	u, err := uuid.Parse(s)
 	if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 {
-		return store.ID{}, false
+		return "", store.ID{}, false
 	}
-	return tokenID(u.String()), true
+	c := u.String()
+	return c, tokenID(c), true
 }
 
 // tokenID is the first store.IDSize bytes of SHA-256 of the canonical token.

@@ -46,11 +46,13 @@ func FuzzParseToken(f *testing.F) {
 		f.Add(tok.String())
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		id, ok := parseToken(s)
+		canonical, id, ok := parseToken(s)
 		if want := uuidV4.MatchString(s); ok != want {
 			t.Fatalf("parseToken(%q) accepted = %v, want %v", s, ok, want)
 		}
 		switch {
+		case ok && canonical != strings.ToLower(s):
+			t.Fatalf("parseToken(%q) canonical form = %q", s, canonical)
 		case ok && id != tokenID(strings.ToLower(s)):
 			t.Fatalf("parseToken(%q) = %s, want tokenID of the lower-case form %s", s, id, tokenID(strings.ToLower(s)))
 		case !ok && id != (store.ID{}):

@@ -81,7 +81,6 @@ func tokenInfo(id store.ID, rec store.Record, state store.State) api.TokenInfo {
 		KeyId:         rec.KeyID,
 		State:         api.TokenInfoState(state.String()),
 		Uses:          int64(rec.Uses),
-		PrivateFields: privateNames(rec.Private),
 	}
 	if rec.State != store.Live {
 		return out // a tombstone keeps nothing else

@@ -27,8 +27,8 @@ func (s *Server) Verify(ctx context.Context, _ api.VerifyRequestObject) (api.Ver
 
 // use is one verification of a presented token, shared by /verify and
 // /auth: it counts the use and applies the partner key's rules.
-func (s *Server) use(ctx context.Context, ri *requestInfo, token string) (store.Record, error) {
-	id, ok := parseToken(token)
+func (s *Server) use(ctx context.Context, ri *requestInfo, presented string) (store.Record, error) {
+	token, id, ok := parseToken(presented)
 	if !ok {
 		return store.Record{}, errInvalidToken
 	}
@@ -46,7 +46,10 @@ func (s *Server) use(ctx context.Context, ri *requestInfo, token string) (store.
 	if err != nil {
 		return store.Record{}, err
 	}
-	return rec, s.admit(rec, epochs[rec.KeyID], ri.origin)
+	if err := s.admit(rec, epochs[rec.KeyID], ri.origin); err != nil {
+		return store.Record{}, err
+	}
+	return rec, unseal(token, &rec)
 }
 
 // checkOrigin refuses a browser call from an origin the token's partner key
@@ -108,9 +111,10 @@ func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObje
 	results := make([]api.BatchResult, len(req.Body.Tokens))
 	ids := make([]store.ID, 0, len(results))
 	at := make([]int, 0, len(results)) // at[j] is the result index of ids[j]
+	tokens := make([]string, 0, len(results))
 	for i, t := range req.Body.Tokens {
-		if id, ok := parseToken(t); ok {
-			ids, at = append(ids, id), append(at, i)
+		if token, id, ok := parseToken(t); ok {
+			ids, at, tokens = append(ids, id), append(at, i), append(tokens, token)
 		} else {
 			results[i] = rejected(errInvalidToken)
 		}
@@ -137,6 +141,9 @@ func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObje
 		err := r.Err
 		if err == nil {
 			err = s.admit(r.Record, epochs[r.Record.KeyID], ri.origin)
+		}
+		if err == nil {
+			err = unseal(tokens[j], &r.Record)
 		}
 		if err != nil {
 			e, ok := toError(err)
