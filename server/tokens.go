@@ -77,10 +77,10 @@ func (s *Server) revoke(ctx context.Context, id store.ID) error {
 
 func tokenInfo(id store.ID, rec store.Record, state store.State) api.TokenInfo {
 	out := api.TokenInfo{
-		TokenId:       id.String(),
-		KeyId:         rec.KeyID,
-		State:         api.TokenInfoState(state.String()),
-		Uses:          int64(rec.Uses),
+		TokenId: id.String(),
+		KeyId:   rec.KeyID,
+		State:   api.TokenInfoState(state.String()),
+		Uses:    int64(rec.Uses),
 	}
 	if rec.State != store.Live {
 		return out // a tombstone keeps nothing else
