@@ -18,6 +18,12 @@ type Options struct {
 	// Prefix starts every key the store writes. Default DefaultPrefix.
 	// Instances that share a prefix share their tokens.
 	Prefix string
+	// Replicas, if above 0, makes every write wait (Redis WAIT) until that
+	// many replicas have it, at most ReplicaTimeout; fewer acknowledgements
+	// are ErrUnavailable. Default 0: a write is acknowledged by the primary.
+	Replicas int
+	// ReplicaTimeout bounds the WAIT. Default 500 ms.
+	ReplicaTimeout time.Duration
 }
 
 // Redis stores records in Redis: one node, Sentinel or Cluster, as the
@@ -29,8 +35,10 @@ type Options struct {
 // Key schema (see package migrations): <prefix>t:<16 raw ID bytes> for
 // records, <prefix>e:<key id> for partner keys' revocation epochs.
 type Redis struct {
-	c      redis.UniversalClient
-	prefix string
+	c              redis.UniversalClient
+	prefix         string
+	replicas       int
+	replicaTimeout time.Duration
 }
 
 // NewRedis returns a store on c. It does not contact Redis.
@@ -41,7 +49,13 @@ func NewRedis(c redis.UniversalClient, opts Options) (*Redis, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	return &Redis{c: c, prefix: opts.Prefix}, nil
+	if opts.Replicas < 0 {
+		return nil, errors.New("store: negative Replicas")
+	}
+	if opts.ReplicaTimeout <= 0 {
+		opts.ReplicaTimeout = 500 * time.Millisecond
+	}
+	return &Redis{c: c, prefix: opts.Prefix, replicas: opts.Replicas, replicaTimeout: opts.ReplicaTimeout}, nil
 }
 
 func (s *Redis) key(id ID) string         { return s.prefix + "t:" + string(id[:]) }
@@ -52,9 +66,13 @@ func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {
 	if err := rec.validate(); err != nil {
 		return err
 	}
-	err := s.c.SetArgs(ctx, s.key(id), encodeRecord(rec), redis.SetArgs{Mode: "NX", TTL: rec.initialTTL()}).Err()
+	key := s.key(id)
+	var set *redis.StatusCmd
+	err := s.durably(ctx, key, func(p redis.Pipeliner) {
+		set = p.SetArgs(ctx, key, encodeRecord(rec), redis.SetArgs{Mode: "NX", TTL: rec.initialTTL()})
+	})
 	switch {
-	case errors.Is(err, redis.Nil):
+	case set != nil && errors.Is(set.Err(), redis.Nil):
 		return ErrExists
 	case err != nil:
 		return wrap("put", err)
@@ -76,7 +94,7 @@ func (s *Redis) Get(ctx context.Context, id ID) (Record, error) {
 // idle expiry and returns the record with the use counted. Errors:
 // ErrNotFound, ErrUsed, ErrRevoked, ErrUnavailable.
 func (s *Redis) Consume(ctx context.Context, id ID, now time.Time) (Record, error) {
-	v, err := consume.Run(ctx, s.c, []string{s.key(id)}, now.UnixMilli()).Slice()
+	v, err := s.script(ctx, consume, s.key(id), now.UnixMilli())
 	return scriptResult("consume", v, err)
 }
 
@@ -84,13 +102,30 @@ func (s *Redis) Consume(ctx context.Context, id ID, now time.Time) (Record, erro
 // per Redis node, not per token. Results are in the order of ids.
 func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Result {
 	out := make([]Result, len(ids))
+	if _, cluster := s.c.(*redis.ClusterClient); cluster && s.replicas > 0 {
+		// WAIT must follow the writes on their own node's connection.
+		for i, id := range ids {
+			out[i].Record, out[i].Err = s.Consume(ctx, id, now)
+		}
+		return out
+	}
 	for attempt := 0; attempt < 2; attempt++ {
 		cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, id := range ids {
 				consume.EvalSha(ctx, p, []string{s.key(id)}, now.UnixMilli())
 			}
+			if s.replicas > 0 {
+				p.Do(ctx, "WAIT", s.replicas, s.replicaTimeout.Milliseconds())
+			}
 			return nil
 		})
+		if err == nil && s.replicas > 0 {
+			err = waited(cmds[len(cmds)-1], s.replicas)
+			cmds = cmds[:len(cmds)-1]
+		}
+		if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") && !isReply(err) {
+			return fill(out, wrap("consume many", err))
+		}
 		if attempt == 0 && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			if err := s.loadScripts(ctx); err != nil {
 				return fill(out, wrap("load scripts", err))
@@ -109,14 +144,17 @@ func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Resu
 // Take ends a live token and returns it (for a refresh): the token is
 // revoked by the same atomic step that reads it.
 func (s *Redis) Take(ctx context.Context, id ID, now time.Time) (Record, error) {
-	v, err := take.Run(ctx, s.c, []string{s.key(id)}, now.UnixMilli()).Slice()
+	v, err := s.script(ctx, take, s.key(id), now.UnixMilli())
 	return scriptResult("take", v, err)
 }
 
 // Restore puts back a record that Take ended, if its tombstone is still
 // there, with the TTL it had. It undoes a Take whose follow-up failed.
 func (s *Redis) Restore(ctx context.Context, id ID, rec Record) error {
-	err := s.c.SetArgs(ctx, s.key(id), encodeRecord(rec), redis.SetArgs{Mode: "XX", KeepTTL: true}).Err()
+	key := s.key(id)
+	err := s.durably(ctx, key, func(p redis.Pipeliner) {
+		p.SetArgs(ctx, key, encodeRecord(rec), redis.SetArgs{Mode: "XX", KeepTTL: true})
+	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return wrap("restore", err)
 	}
@@ -126,11 +164,11 @@ func (s *Redis) Restore(ctx context.Context, id ID, rec Record) error {
 // Revoke ends a token now. Revoking a used or revoked token succeeds;
 // ErrNotFound when there is no token.
 func (s *Redis) Revoke(ctx context.Context, id ID, now time.Time) error {
-	code, err := revoke.Run(ctx, s.c, []string{s.key(id)}, now.UnixMilli()).Int64Slice()
+	v, err := s.script(ctx, revoke, s.key(id), now.UnixMilli())
 	switch {
 	case err != nil:
 		return wrap("revoke", err)
-	case code[0] == 0:
+	case v[0] == int64(0):
 		return ErrNotFound
 	}
 	return nil // revoked now, or used or revoked already
@@ -163,11 +201,12 @@ func (s *Redis) KeyEpochs(ctx context.Context, keyIDs []string) (map[string]uint
 // so far, in one command, for every instance sharing the store. It returns
 // the new epoch.
 func (s *Redis) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
-	n, err := s.c.Incr(ctx, s.epochKey(keyID)).Uint64()
-	if err != nil {
+	key := s.epochKey(keyID)
+	var incr *redis.IntCmd
+	if err := s.durably(ctx, key, func(p redis.Pipeliner) { incr = p.Incr(ctx, key) }); err != nil {
 		return 0, wrap("revoke key", err)
 	}
-	return n, nil
+	return uint64(incr.Val()), nil
 }
 
 // Ping reports whether Redis answers: nil or ErrUnavailable.
@@ -176,6 +215,73 @@ func (s *Redis) Ping(ctx context.Context) error {
 		return wrap("ping", err)
 	}
 	return nil
+}
+
+// durably runs the commands fn queues in one pipeline on the connection
+// of the node that holds key, followed by WAIT when replicas are required:
+// WAIT counts only the writes of its own connection.
+func (s *Redis) durably(ctx context.Context, key string, fn func(redis.Pipeliner)) error {
+	var c redis.Cmdable = s.c
+	if cc, ok := s.c.(*redis.ClusterClient); ok && s.replicas > 0 {
+		master, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return err
+		}
+		c = master
+	}
+	cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		fn(p)
+		if s.replicas > 0 {
+			p.Do(ctx, "WAIT", s.replicas, s.replicaTimeout.Milliseconds())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if s.replicas > 0 {
+		return waited(cmds[len(cmds)-1], s.replicas)
+	}
+	return nil
+}
+
+// script runs a script on key durably, loading the scripts again if Redis
+// lost them (restart, failover, SCRIPT FLUSH).
+func (s *Redis) script(ctx context.Context, sc *redis.Script, key string, args ...any) ([]any, error) {
+	if s.replicas == 0 {
+		return sc.Run(ctx, s.c, []string{key}, args...).Slice()
+	}
+	for attempt := 0; ; attempt++ {
+		var cmd *redis.Cmd
+		err := s.durably(ctx, key, func(p redis.Pipeliner) { cmd = sc.EvalSha(ctx, p, []string{key}, args...) })
+		if attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if err := s.loadScripts(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return cmd.Slice()
+	}
+}
+
+// waited checks a WAIT's answer.
+func waited(cmd redis.Cmder, want int) error {
+	n, err := cmd.(*redis.Cmd).Int64()
+	if err != nil {
+		return err
+	}
+	if n < int64(want) {
+		return fmt.Errorf("%w: %d of %d replicas acknowledged the write in time", ErrUnavailable, n, want)
+	}
+	return nil
+}
+
+func isReply(err error) bool {
+	var reply redis.Error
+	return errors.As(err, &reply)
 }
 
 func (s *Redis) loadScripts(ctx context.Context) error {

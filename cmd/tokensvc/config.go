@@ -35,6 +35,7 @@ type config struct {
 	ForwardFields   []string
 	MaxBatch        int
 	MaxSession      time.Duration
+	Replicas        int
 }
 
 // setting is one configuration value: where it is read from, its default,
@@ -55,6 +56,19 @@ func settings() []setting {
 			func(c *config, v string) error { c.RedisPrefix = v; return nonEmpty(v) }},
 		{"TOKENSVC_STORE_TIMEOUT", "redis.timeout", "1s", "bound on each store operation; past it the request is answered 503",
 			durationInto(func(c *config) *time.Duration { return &c.StoreTimeout })},
+		{"TOKENSVC_DURABILITY", "redis.durability", "none", "none: a write is acknowledged by the Redis primary; replica:N: also by N replicas (Redis WAIT) before the answer, else 503",
+			func(c *config, v string) error {
+				if v == "none" {
+					c.Replicas = 0
+					return nil
+				}
+				n, err := strconv.Atoi(strings.TrimPrefix(v, "replica:"))
+				if !strings.HasPrefix(v, "replica:") || err != nil || n < 1 || n > 16 {
+					return errors.New("want none or replica:N with N from 1 to 16")
+				}
+				c.Replicas = n
+				return nil
+			}},
 		{"TOKENSVC_API_KEYS", "server.api_keys", "", "partner keys: one key, a comma-separated list, a YAML/JSON list of key objects, file:///path or an http(s):// key server; empty = a random development key",
 			func(c *config, v string) error { c.APIKeys = v; return nil }},
 		{"TOKENSVC_API_KEYS_RELOAD_SEC", "server.api_keys_reload_sec", "30", "seconds between reloads of a file or HTTP key source",

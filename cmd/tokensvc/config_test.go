@@ -70,6 +70,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{env{"TOKENSVC_ADMIN_TOKEN": "short"}, "", "TOKENSVC_ADMIN_TOKEN"},
 		{env{"TOKENSVC_IDEMPOTENCY_SECRET": "short"}, "", "TOKENSVC_IDEMPOTENCY_SECRET"},
 		{env{"TOKENSVC_MAX_BATCH": "0"}, "", "TOKENSVC_MAX_BATCH"},
+		{env{"TOKENSVC_DURABILITY": "replica"}, "", "TOKENSVC_DURABILITY"},
+		{env{"TOKENSVC_DURABILITY": "replica:0"}, "", "TOKENSVC_DURABILITY"},
 		{env{}, "token:\n  ttl: forever\n", "token.ttl"},
 		{env{}, "server:\n  adr: x\n", `unknown setting "server.adr"`},
 		{env{}, "server: [", "configuration file"},

@@ -113,6 +113,9 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 // the layout this binary needs.
 func openStore(ctx context.Context, cfg config, log *slog.Logger) (server.Store, func() error, error) {
 	if cfg.RedisURL == "" {
+		if cfg.Replicas > 0 {
+			return nil, nil, errors.New("configuration TOKENSVC_DURABILITY: replica:N needs TOKENSVC_REDIS_URL")
+		}
 		log.Warn("embedded in-memory store: tokens live in this process only and are lost when it stops; set TOKENSVC_REDIS_URL for production")
 		m := store.NewMemory(nil, 0)
 		return m, m.Close, nil
@@ -125,7 +128,8 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (server.Store,
 		c.Close()
 		return nil, nil, err
 	}
-	s, err := store.NewRedis(c, store.Options{Prefix: cfg.RedisPrefix})
+	// WAIT gets most of the store timeout, so a slow replica is a clean 503.
+	s, err := store.NewRedis(c, store.Options{Prefix: cfg.RedisPrefix, Replicas: cfg.Replicas, ReplicaTimeout: cfg.StoreTimeout * 3 / 4})
 	if err != nil {
 		c.Close()
 		return nil, nil, err
