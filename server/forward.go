@@ -19,9 +19,22 @@ import (
 func (s *Server) forwardAuth(c echo.Context) error {
 	r := c.Request()
 	ri := info(r.Context())
-	token := forwardedToken(r, ri.token, s.cfg.ForwardCookie)
-	if token == "" {
-		return newError(api.ErrorErrorMissingToken, "no token: send x-api-token, Authorization: Bearer, the forward cookie, or token= in X-Original-URI / X-Forwarded-Uri")
+	// The caller is the gateway, a server: the browser's Origin, which it
+	// passes on, is not the caller's.
+	ri.origin = ""
+	candidates := forwardedTokens(r, ri.token, s.cfg.ForwardCookie)
+	if len(candidates) == 0 {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="tokensvc"`)
+		return newError(api.ErrorErrorMissingToken, "no token: send x-api-token, Authorization: Bearer, the forward cookie, or token= in the URI")
+	}
+	// An app may send a header of its own (another Bearer scheme, say)
+	// next to the session token: the first well-formed token wins.
+	token := candidates[0]
+	for _, t := range candidates {
+		if _, _, ok := parseToken(t); ok {
+			token = t
+			break
+		}
 	}
 	rec, err := s.use(r.Context(), ri, token)
 	if err != nil {
@@ -35,27 +48,39 @@ func (s *Server) forwardAuth(c echo.Context) error {
 	return c.NoContent(http.StatusOK)
 }
 
-// forwardedToken finds the token where gateways put it: the usual headers,
-// a cookie, or the token query parameter of the original request's URI.
-func forwardedToken(r *http.Request, fromHeaders, cookie string) string {
-	if fromHeaders != "" {
-		return fromHeaders
+// forwardedTokens lists the tokens a gateway may have sent, in order: the
+// usual headers, the cookie, the token query parameter of the original
+// URI (nginx, Traefik), and of this request's own URI (Envoy sends the
+// original path and query under /auth).
+func forwardedTokens(r *http.Request, fromHeaders, cookie string) []string {
+	var out []string
+	add := func(t string) {
+		if t != "" {
+			out = append(out, t)
+		}
 	}
+	add(fromHeaders)
 	if cookie != "" {
-		if ck, err := r.Cookie(cookie); err == nil && ck.Value != "" {
-			return ck.Value
+		if ck, err := r.Cookie(cookie); err == nil {
+			add(ck.Value)
 		}
 	}
 	for _, h := range []string{"X-Original-URI", "X-Forwarded-Uri"} {
-		if raw := r.Header.Get(h); raw != "" {
-			if u, err := url.Parse(raw); err == nil {
-				if t := u.Query().Get("token"); t != "" {
-					return t
-				}
-			}
-		}
+		add(queryToken(r.Header.Get(h)))
 	}
-	return ""
+	add(queryToken(r.URL.RequestURI()))
+	return out
+}
+
+// queryToken reads token= from the query of a request URI, tolerating a
+// path that does not parse.
+func queryToken(uri string) string {
+	_, query, ok := strings.Cut(uri, "?")
+	if !ok {
+		return ""
+	}
+	q, _ := url.ParseQuery(query) // keeps what parses
+	return q.Get("token")
 }
 
 // setFieldHeaders sends each listed bundle field as X-Token-<Field>: strings

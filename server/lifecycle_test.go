@@ -351,6 +351,10 @@ func TestForwardAuth(t *testing.T) {
 		{"cookie", "GET", "/auth", []string{"Cookie: editor_session=" + token}},
 		{"nginx original uri", "GET", "/auth", []string{"X-Original-URI: /editor?file=a&token=" + token}},
 		{"traefik forwarded uri", "GET", "/auth/", []string{"X-Forwarded-Uri: /editor?token=" + token}},
+		{"envoy path and query", "GET", "/auth/editor/open?token=" + token, nil},
+		{"unparsable original path", "GET", "/auth", []string{"X-Original-URI: /a%zz?token=" + token}},
+		{"an app's own bearer next to the cookie", "GET", "/auth", []string{"Authorization: Bearer eyJhbGciOi.jwt", "Cookie: editor_session=" + token}},
+		{"browser origin is the gateway's business", "GET", "/auth", []string{"x-api-token: " + token, "Origin: https://anything.example"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -369,7 +373,11 @@ func TestForwardAuth(t *testing.T) {
 			}
 		})
 	}
-	wantError(t, h.do(t, "GET", "/auth", ""), 401, "missing_token")
+	res := h.do(t, "GET", "/auth", "")
+	wantError(t, res, 401, "missing_token")
+	if res.header.Get("WWW-Authenticate") == "" {
+		t.Error("a 401 without WWW-Authenticate")
+	}
 	wantError(t, h.do(t, "GET", "/auth/x", "", "X-Original-URI: /editor?token=nope"), 403, "invalid_token")
 
 	single := h.mint(t, "?uses=1", `{"userId":"u"}`)

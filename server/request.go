@@ -77,7 +77,13 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		c.SetRequest(r.WithContext(context.WithValue(r.Context(), infoKey{}, ri)))
 		h := c.Response().Header()
 		h.Set("X-Request-Id", ri.id)
+		// Security headers on every answer; a handler may loosen them (the
+		// docs page sets its own CSP and caching).
 		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("Cache-Control", "no-store")
 		if err := next(c); err != nil {
 			c.Error(err) // writes the response now, so the log sees its status
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/docs"
 	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/store"
 )
@@ -143,6 +144,11 @@ func New(cfg Config) (*Server, error) {
 	})
 	e.Any("/auth", s.forwardAuth)
 	e.Any("/auth/*", s.forwardAuth)
+	// The API reference page: HTML, outside the contract.
+	docsHandler := echo.WrapHandler(docs.Handler())
+	for _, path := range []string{docs.PagePath, docs.PagePath + "/", docs.ScriptPath} {
+		e.Match([]string{http.MethodGet, http.MethodHead}, path, docsHandler)
+	}
 	s.echo = e
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -288,8 +289,28 @@ func TestOperations(t *testing.T) {
 	if res.status != 200 || string(res.body) != string(api.Spec) || res.header.Get("Content-Type") != "application/yaml" {
 		t.Errorf("openapi.yaml: %d %q", res.status, res.header.Get("Content-Type"))
 	}
-	if res.header.Get("X-Request-Id") == "" || res.header.Get("X-Content-Type-Options") != "nosniff" {
-		t.Errorf("missing standard headers: %v", res.header)
+	for _, target := range []string{"/healthz", "/openapi.yaml", "/nope"} {
+		res := h.do(t, "GET", target, "")
+		for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"} {
+			if got := res.header.Get(k); got != want {
+				t.Errorf("%s: %s = %q, want %q", target, k, got, want)
+			}
+		}
+		if res.header.Get("X-Request-Id") == "" || !strings.Contains(res.header.Get("Content-Security-Policy"), "default-src 'none'") {
+			t.Errorf("%s: missing standard headers: %v", target, res.header)
+		}
+	}
+	// Minted tokens must not be cached anywhere on the way.
+	gen := h.do(t, "POST", "/generate", `{}`, jsonCT, "x-api-key: "+partnerKey)
+	if gen.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("generate Cache-Control = %q", gen.header.Get("Cache-Control"))
+	}
+	// The docs page is served, with its own policy allowing its script.
+	req := httptest.NewRequest("GET", "/docs", nil)
+	rec := httptest.NewRecorder()
+	h.srv.ServeHTTP(rec, req)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "redoc") {
+		t.Errorf("/docs: %d", rec.Code)
 	}
 }
 
