@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,10 +25,11 @@ const (
 	sentinelReadyAfter = 30 * time.Second
 )
 
-// Sentinel is a primary, one replica and three sentinels on loopback.
+// Sentinel is a primary, its replicas and three sentinels on loopback.
 type Sentinel struct {
-	primary, replica *Server
-	sentinels        []*Server
+	primary   *Server
+	replicas  []*Server
+	sentinels []*Server
 }
 
 // StartSentinel starts a primary, a replica of it, and three sentinels
@@ -36,28 +38,45 @@ type Sentinel struct {
 // failover can start as soon as the primary fails.
 func StartSentinel(tb testing.TB) *Sentinel {
 	tb.Helper()
-	primary := StartServer(tb, ServerOptions{})
-	replica := StartServer(tb, ServerOptions{ReplicaOf: primary.Addr()})
+	return StartSentinelReplicas(tb, 1)
+}
+
+// StartSentinelReplicas is StartSentinel with n replicas. With two, one
+// is left to replicate the promoted one after a failover, so writes that
+// wait for a replica (TOKENSVC_DURABILITY=replica:1) go on.
+func StartSentinelReplicas(tb testing.TB, n int) *Sentinel {
+	tb.Helper()
+	if n < 1 {
+		tb.Fatalf("StartSentinelReplicas: %d replicas", n)
+	}
+	s := &Sentinel{primary: StartServer(tb, ServerOptions{})}
+	for range n {
+		s.replicas = append(s.replicas, StartServer(tb, ServerOptions{ReplicaOf: s.primary.Addr()}))
+	}
+	want := strconv.Itoa(n)
 	// The sentinels learn the replicas from the primary's INFO, which they
 	// read at once and then every ten seconds: start them once the
-	// replica is attached, so they know it from the first INFO.
-	waitFor(tb, sentinelReadyAfter, "the replica to sync", func(ctx context.Context) error {
-		info, err := infoOf(ctx, replica.Addr(), "replication")
+	// replicas are attached, so they know them from the first INFO.
+	waitFor(tb, sentinelReadyAfter, "the replicas to sync", func(ctx context.Context) error {
+		for _, r := range s.replicas {
+			info, err := infoOf(ctx, r.Addr(), "replication")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "master_link_status:up") {
+				return fmt.Errorf("replica %s: %s", r.Addr(), field(info, "master_link_status"))
+			}
+		}
+		info, err := infoOf(ctx, s.primary.Addr(), "replication")
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(info, "master_link_status:up") {
-			return fmt.Errorf("replica: %s", field(info, "master_link_status"))
-		}
-		if info, err = infoOf(ctx, primary.Addr(), "replication"); err != nil {
-			return err
-		}
-		if field(info, "connected_slaves") != "1" {
+		if field(info, "connected_slaves") != want {
 			return fmt.Errorf("primary has %s replicas", field(info, "connected_slaves"))
 		}
 		return nil
 	})
-	s := &Sentinel{primary: primary, replica: replica}
+	primary := s.primary
 	for range 3 {
 		s.sentinels = append(s.sentinels, launch(tb, func(dir string, port int) []string {
 			conf := filepath.Join(dir, "sentinel.conf")
@@ -86,7 +105,7 @@ sentinel parallel-syncs %[4]s 1
 			if err != nil {
 				return err
 			}
-			if m["num-slaves"] != "1" || m["num-other-sentinels"] != "2" || m["flags"] != "master" {
+			if m["num-slaves"] != want || m["num-other-sentinels"] != "2" || m["flags"] != "master" {
 				return fmt.Errorf("sentinel %s: flags %s, %s replicas, %s other sentinels",
 					sn.Addr(), m["flags"], m["num-slaves"], m["num-other-sentinels"])
 			}
@@ -115,8 +134,11 @@ func (s *Sentinel) Sentinels() []*Server { return s.sentinels }
 // failover).
 func (s *Sentinel) Primary() *Server { return s.primary }
 
-// Replica is the server started as the replica.
-func (s *Sentinel) Replica() *Server { return s.replica }
+// Replica is the (first) server started as a replica.
+func (s *Sentinel) Replica() *Server { return s.replicas[0] }
+
+// Replicas are the servers started as replicas.
+func (s *Sentinel) Replicas() []*Server { return s.replicas }
 
 // URL is the tokensvc TOKENSVC_REDIS_URL of this Sentinel deployment.
 func (s *Sentinel) URL() string {
@@ -175,7 +197,7 @@ func (s *Sentinel) agreedMaster(ctx context.Context) (string, int, error) {
 
 // WaitForFailover waits, up to timeout, until all three sentinels name a
 // primary other than from and that server says it is a master, and
-// returns it (the server that was the replica).
+// returns it (a server that was a replica).
 func (s *Sentinel) WaitForFailover(tb testing.TB, from string, timeout time.Duration) *Server {
 	tb.Helper()
 	var next *Server
@@ -194,7 +216,7 @@ func (s *Sentinel) WaitForFailover(tb testing.TB, from string, timeout time.Dura
 		if role := field(info, "role"); role != "master" {
 			return fmt.Errorf("%s is still a %s", a, role)
 		}
-		for _, srv := range []*Server{s.primary, s.replica} {
+		for _, srv := range append([]*Server{s.primary}, s.replicas...) {
 			if srv.Addr() == a {
 				next = srv
 				return nil
