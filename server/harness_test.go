@@ -107,6 +107,10 @@ func (h *harness) do(t *testing.T, method, target, body string, headers ...strin
 	req := httptest.NewRequest(method, target, rd)
 	for _, hv := range headers {
 		name, val, _ := strings.Cut(hv, ": ")
+		if name == "RemoteAddr" { // the peer, not a header
+			req.RemoteAddr = val
+			continue
+		}
 		req.Header.Set(name, val)
 	}
 	rec := httptest.NewRecorder()

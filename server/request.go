@@ -18,13 +18,14 @@ import (
 // requestInfo travels in the request context from the middleware to the
 // handlers and back to the access log. Secrets in it are never logged.
 type requestInfo struct {
-	id      string
-	apiKey  string // x-api-key as presented: secret
-	token   string // the session token as presented: secret
-	origin  string
-	key     keys.Key // the authenticated partner, on /generate
-	tokenID string   // names the token in the log instead of the token
-	errCode string
+	id       string
+	apiKey   string // x-api-key as presented: secret
+	token    string // the session token as presented: secret
+	origin   string
+	key      keys.Key // the authenticated partner, on /generate
+	tokenID  string   // names the token in the log instead of the token
+	errCode  string
+	failures int // token checks this request failed, for the brute-force guard
 }
 
 type infoKey struct{}

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -15,6 +17,7 @@ import (
 	"github.com/tokensvc/tokensvc/api"
 	"github.com/tokensvc/tokensvc/server/docs"
 	"github.com/tokensvc/tokensvc/server/keys"
+	"github.com/tokensvc/tokensvc/server/ratelimit"
 	"github.com/tokensvc/tokensvc/store"
 )
 
@@ -45,6 +48,12 @@ type Partners interface {
 	Keys() []keys.Key
 	Status() keys.Status
 	Reload(ctx context.Context) error
+}
+
+// Limiter counts events per key under a limit, shared by every instance
+// where the store is shared (see package ratelimit).
+type Limiter interface {
+	AllowN(ctx context.Context, key string, l ratelimit.Limit, n int) (ratelimit.Decision, error)
 }
 
 // Config is what a Server needs. Zero durations and sizes take the defaults
@@ -78,6 +87,17 @@ type Config struct {
 	ForwardCookie string
 	// ForwardFields are the bundle fields /auth sends as X-Token-* headers.
 	ForwardFields []string
+	// Limiter keeps the rate limits; nil turns them off.
+	Limiter Limiter
+	// GenerateRate limits minting per partner key, unless the key has a
+	// rate_limit of its own. Zero: no limit.
+	GenerateRate ratelimit.Limit
+	// FailureRate limits failed token checks (verify, batch, refresh,
+	// forward auth) per client address: the brute-force guard. Zero: off.
+	FailureRate ratelimit.Limit
+	// TrustedProxies are the networks whose X-Forwarded-For is believed
+	// when telling the client address; empty: the peer address is it.
+	TrustedProxies []*net.IPNet
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -94,9 +114,10 @@ const (
 
 // Server serves the API. It is an http.Handler.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	echo *echo.Echo
+	cfg     Config
+	log     *slog.Logger
+	echo    *echo.Echo
+	blocked sync.Map // client address -> time.Time until which it is refused
 }
 
 var _ api.StrictServerInterface = (*Server)(nil)
@@ -126,14 +147,25 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = echo.ExtractIPDirect()
+	if len(cfg.TrustedProxies) > 0 {
+		trust := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range cfg.TrustedProxies {
+			trust = append(trust, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(trust...)
+	}
 	e.Use(s.observe, s.recoverPanic, s.cors())
 	partner := []echo.MiddlewareFunc{s.authenticatePartner}
 	admin := []echo.MiddlewareFunc{s.adminOnly}
+	guard := s.guardFailures
 	api.RegisterHandlersWithOptions(e, api.NewStrictHandler(s, nil), api.RegisterHandlersOptions{
 		OperationMiddlewares: map[string][]echo.MiddlewareFunc{
 			// Authenticate before reading a body: strangers cost nothing.
-			"generate":             {s.authenticatePartner, s.readBundle},
-			"verifyBatch":          {s.limitJSONBody},
+			"generate":             {s.authenticatePartner, s.limitMinting, s.readBundle},
+			"verify":               {guard},
+			"verifyBatch":          {guard, s.limitJSONBody},
+			"refresh":              {guard},
 			"getToken":             partner,
 			"revokeToken":          partner,
 			"adminListKeys":        admin,
@@ -142,8 +174,8 @@ func New(cfg Config) (*Server, error) {
 			"adminRevokeKeyTokens": admin,
 		},
 	})
-	e.Any("/auth", s.forwardAuth)
-	e.Any("/auth/*", s.forwardAuth)
+	e.Any("/auth", s.forwardAuth, guard)
+	e.Any("/auth/*", s.forwardAuth, guard)
 	// The API reference page: HTML, outside the contract.
 	docsHandler := echo.WrapHandler(docs.Handler())
 	for _, path := range []string{docs.PagePath, docs.PagePath + "/", docs.ScriptPath} {

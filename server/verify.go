@@ -117,6 +117,7 @@ func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObje
 			ids, at, tokens = append(ids, id), append(at, i), append(tokens, token)
 		} else {
 			results[i] = rejected(errInvalidToken)
+			ri.failures++
 		}
 	}
 	sctx, cancel := s.storeCtx(ctx)
@@ -151,6 +152,7 @@ func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObje
 				return nil, err
 			}
 			results[at[j]] = rejected(e)
+			ri.failures++
 			continue
 		}
 		b := visible(r.Record, partner)

@@ -144,3 +144,36 @@ func TestSentinelFailover(t *testing.T) {
 		}
 	}
 }
+
+// A batch over a Cluster where one master lost its scripts (restart,
+// failover, SCRIPT FLUSH) counts each use once: only the commands refused
+// with NOSCRIPT are sent again.
+func TestClusterConsumeManyAfterPartialScriptFlush(t *testing.T) {
+	cl := storetest.StartCluster(t, 3)
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+	t.Cleanup(func() { c.Close() })
+	s, err := store.NewRedis(c, store.Options{Prefix: "flush:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ids := make([]store.ID, 30)
+	for i := range ids {
+		rec := storetest.NewRecord(`{}`, time.Hour)
+		rec.MaxUses = 1
+		ids[i] = storetest.NewID(t)
+		if err := s.Put(ctx, ids[i], rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.ConsumeMany(ctx, []store.ID{storetest.NewID(t)}, time.Now()) // scripts cached everywhere it ran
+	c.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error { return n.ScriptLoad(ctx, "return 1").Err() })
+	if err := redis.NewClient(&redis.Options{Addr: cl.Addrs()[0]}).ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range s.ConsumeMany(ctx, ids, time.Now()) {
+		if r.Err != nil {
+			t.Errorf("token %d: %v on its first use", i, r.Err)
+		}
+	}
+}

@@ -109,10 +109,14 @@ func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Resu
 		}
 		return out
 	}
-	for attempt := 0; attempt < 2; attempt++ {
+	todo := make([]int, len(ids)) // indexes of ids still to run
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
 		cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, id := range ids {
-				consume.EvalSha(ctx, p, []string{s.key(id)}, now.UnixMilli())
+			for _, i := range todo {
+				consume.EvalSha(ctx, p, []string{s.key(ids[i])}, now.UnixMilli())
 			}
 			if s.replicas > 0 {
 				p.Do(ctx, "WAIT", s.replicas, s.replicaTimeout.Milliseconds())
@@ -121,22 +125,34 @@ func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Resu
 		})
 		if err == nil && s.replicas > 0 {
 			err = waited(cmds[len(cmds)-1], s.replicas)
-			cmds = cmds[:len(cmds)-1]
 		}
 		if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") && !isReply(err) {
-			return fill(out, wrap("consume many", err))
-		}
-		if attempt == 0 && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			if err := s.loadScripts(ctx); err != nil {
-				return fill(out, wrap("load scripts", err))
+			for _, i := range todo {
+				out[i].Err = wrap("consume many", err)
 			}
-			continue
+			return out
 		}
-		for i, cmd := range cmds {
-			v, err := cmd.(*redis.Cmd).Slice()
+		// A node that lost its scripts answers NOSCRIPT without running
+		// anything: load them and run again only those, never a command
+		// that ran (that would count a use twice).
+		var again []int
+		for j, i := range todo {
+			v, err := cmds[j].(*redis.Cmd).Slice()
+			if attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				again = append(again, i)
+				continue
+			}
 			out[i].Record, out[i].Err = scriptResult("consume", v, err)
 		}
-		return out
+		if len(again) > 0 {
+			if err := s.loadScripts(ctx); err != nil {
+				for _, i := range again {
+					out[i].Err = wrap("load scripts", err)
+				}
+				return out
+			}
+		}
+		todo = again
 	}
 	return out
 }

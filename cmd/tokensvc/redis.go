@@ -20,7 +20,9 @@ import (
 //	redis://[user:pass@]s1:26379/0?addr=s2:26379&sentinel_master=mymaster[&sentinel_password=…]   Sentinel
 //
 // rediss:// turns on TLS. timeout bounds dialing, each read and write, and
-// waiting for a pooled connection.
+// waiting for a pooled connection. Commands are never retried by the
+// client: a use-counting script whose reply was lost must not run twice;
+// the caller gets a 503 and retries knowingly.
 func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -68,7 +70,7 @@ func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, e
 			MasterName: master, SentinelAddrs: addrs, SentinelPassword: q.Get("sentinel_password"),
 			Username: user, Password: pass, DB: db, TLSConfig: tlsConfig,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout,
-			ContextTimeoutEnabled: true,
+			ContextTimeoutEnabled: true, MaxRetries: -1,
 		}), nil
 	case cluster:
 		if db != 0 {
@@ -77,7 +79,7 @@ func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, e
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: addrs, Username: user, Password: pass, TLSConfig: tlsConfig,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout,
-			ContextTimeoutEnabled: true,
+			ContextTimeoutEnabled: true, MaxRetries: -1,
 		}), nil
 	case len(addrs) > 1:
 		return nil, errors.New("several addresses need cluster=true or sentinel_master=<name>")
@@ -85,6 +87,6 @@ func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, e
 	return redis.NewClient(&redis.Options{
 		Addr: addrs[0], Username: user, Password: pass, DB: db, TLSConfig: tlsConfig,
 		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout,
-		ContextTimeoutEnabled: true,
+		ContextTimeoutEnabled: true, MaxRetries: -1,
 	}), nil
 }

@@ -15,6 +15,7 @@
 //	               origin, but a client secret still needs an Origin header
 //	max_ttl        cap on the token lifetime: "30m", "1h" or whole seconds
 //	default_ttl    token lifetime when the request names none; <= max_ttl
+//	rate_limit     how often the key may mint: "100/s", "6000/m", "off"
 //	disabled       true: the key authenticates nothing but is still listed
 //
 // A list of secrets lets a partner rotate without downtime: add the new

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tokensvc/tokensvc/server/ratelimit"
 )
 
 // Key is a partner key as the rest of the service sees it. It never holds a
@@ -27,6 +29,9 @@ type Key struct {
 	// DefaultTTL is the lifetime of a token when the request names none; 0
 	// means the service's own default.
 	DefaultTTL time.Duration
+	// RateLimit caps how often the key may mint tokens; zero means the
+	// service's default.
+	RateLimit ratelimit.Limit
 	// Disabled keys authenticate nothing but are still listed.
 	Disabled bool
 	// HasServerSecret and HasClientSecret tell which kinds of secret the key
@@ -121,7 +126,7 @@ func buildEntries(raw []rawKey, source string) ([]entry, map[[32]byte]secretRef,
 	secrets := make(map[[32]byte]secretRef, 2*len(raw))
 	ids := make(map[string]int, len(raw))
 	for _, r := range raw {
-		e := entry{Key: Key{ID: r.id, MaxTTL: r.maxTTL, DefaultTTL: r.defaultTTL, Disabled: r.disabled, Source: source}}
+		e := entry{Key: Key{ID: r.id, MaxTTL: r.maxTTL, DefaultTTL: r.defaultTTL, RateLimit: r.rateLimit, Disabled: r.disabled, Source: source}}
 		if e.MaxTTL > 0 && e.DefaultTTL > e.MaxTTL {
 			return nil, nil, fmt.Errorf("%s: default_ttl %s is above max_ttl %s", r.label, e.DefaultTTL, e.MaxTTL)
 		}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokensvc/tokensvc/server/ratelimit"
 )
 
 // rawKey is one key object as written at the source, before secrets are
@@ -22,6 +24,7 @@ type rawKey struct {
 	maxTTL        time.Duration
 	defaultTTL    time.Duration
 	disabled      bool
+	rateLimit     ratelimit.Limit
 	plain         bool // a plain string: server and client secret, any origin
 }
 
@@ -136,6 +139,8 @@ func parseKeyNode(n int, m *yaml.Node) (rawKey, error) {
 			k.maxTTL, err = duration(v)
 		case "default_ttl":
 			k.defaultTTL, err = duration(v)
+		case "rate_limit":
+			k.rateLimit, err = ratelimit.Parse(v.Value)
 		case "disabled":
 			if k.disabled, err = strconv.ParseBool(v.Value); err != nil {
 				err = errors.New("want true or false")
