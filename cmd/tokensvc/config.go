@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tokensvc/tokensvc/server/ratelimit"
 	"github.com/tokensvc/tokensvc/store"
 )
 
@@ -36,6 +38,12 @@ type config struct {
 	MaxBatch        int
 	MaxSession      time.Duration
 	Replicas        int
+	GenerateRate    ratelimit.Limit
+	FailureRate     ratelimit.Limit
+	TrustedProxies  []*net.IPNet
+	TLSCert         string
+	TLSKey          string
+	RedisCA         string
 }
 
 // setting is one configuration value: where it is read from, its default,
@@ -132,6 +140,31 @@ func settings() []setting {
 				}
 				return nil
 			}},
+		{"TOKENSVC_GENERATE_RATE", "limits.generate", "off", "minting rate per partner key (N/s, N/m, N/h or off), unless the key sets rate_limit",
+			func(c *config, v string) (err error) { c.GenerateRate, err = ratelimit.Parse(v); return err }},
+		{"TOKENSVC_VERIFY_FAILURE_RATE", "limits.verify_failures", "100/m", "failed token checks allowed per client address before 429 (brute-force guard), or off",
+			func(c *config, v string) (err error) { c.FailureRate, err = ratelimit.Parse(v); return err }},
+		{"TOKENSVC_TRUSTED_PROXIES", "limits.trusted_proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client; empty = the peer address is the client",
+			func(c *config, v string) error {
+				c.TrustedProxies = nil
+				for _, part := range strings.Split(v, ",") {
+					if part = strings.TrimSpace(part); part == "" {
+						continue
+					}
+					_, n, err := net.ParseCIDR(part)
+					if err != nil {
+						return fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", part)
+					}
+					c.TrustedProxies = append(c.TrustedProxies, n)
+				}
+				return nil
+			}},
+		{"TOKENSVC_TLS_CERT", "tls.cert", "", "PEM certificate (chain) file: serve HTTPS; picked up again when the file changes",
+			func(c *config, v string) error { c.TLSCert = v; return nil }},
+		{"TOKENSVC_TLS_KEY", "tls.key", "", "PEM private key file for TOKENSVC_TLS_CERT",
+			func(c *config, v string) error { c.TLSKey = v; return nil }},
+		{"TOKENSVC_REDIS_CA", "redis.ca_file", "", "PEM CA file to verify a rediss:// server with, instead of the system roots",
+			func(c *config, v string) error { c.RedisCA = v; return nil }},
 		{"TOKENSVC_LOG_LEVEL", "log.level", "info", "debug, info, warn or error",
 			func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"TOKENSVC_SHUTDOWN_TIMEOUT", "server.shutdown_timeout", "15s", "how long in-flight requests may finish after SIGTERM",
@@ -169,6 +202,8 @@ func loadConfig(getenv func(string) string, file string) (config, error) {
 		return c, errors.New("configuration TOKENSVC_TOKEN_TTL: must be at least 1s")
 	case c.MaxTokenTTL < c.TokenTTL:
 		return c, errors.New("configuration TOKENSVC_MAX_TOKEN_TTL: must be at least TOKENSVC_TOKEN_TTL")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return c, errors.New("configuration TOKENSVC_TLS_CERT and TOKENSVC_TLS_KEY: set both or neither")
 	case c.MaxTokenTTL > store.MaxTTL:
 		return c, fmt.Errorf("configuration TOKENSVC_MAX_TOKEN_TTL: must be at most %s", store.MaxTTL)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokensvc/tokensvc/server/ratelimit"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -19,7 +21,8 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := config{Addr: ":8080", RedisPrefix: "tokensvc:", StoreTimeout: time.Second, APIKeysReload: 30 * time.Second,
 		TokenTTL: time.Hour, MaxTokenTTL: 24 * time.Hour, MaxBodyBytes: 16384, ShutdownTimeout: 15 * time.Second,
-		MaxBatch: 100, MaxSession: 24 * time.Hour, IdempotencyKey: []byte{}}
+		MaxBatch: 100, MaxSession: 24 * time.Hour, IdempotencyKey: []byte{},
+		FailureRate: ratelimit.Limit{N: 100, Per: time.Minute}}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Fatalf("(-want +got)\n%s", diff)
 	}
@@ -71,6 +74,9 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{env{"TOKENSVC_IDEMPOTENCY_SECRET": "short"}, "", "TOKENSVC_IDEMPOTENCY_SECRET"},
 		{env{"TOKENSVC_MAX_BATCH": "0"}, "", "TOKENSVC_MAX_BATCH"},
 		{env{"TOKENSVC_DURABILITY": "replica"}, "", "TOKENSVC_DURABILITY"},
+		{env{"TOKENSVC_GENERATE_RATE": "fast"}, "", "TOKENSVC_GENERATE_RATE"},
+		{env{"TOKENSVC_TRUSTED_PROXIES": "10.0.0.1"}, "", "TOKENSVC_TRUSTED_PROXIES"},
+		{env{"TOKENSVC_TLS_CERT": "/x.pem"}, "", "TOKENSVC_TLS_KEY"},
 		{env{"TOKENSVC_DURABILITY": "replica:0"}, "", "TOKENSVC_DURABILITY"},
 		{env{}, "token:\n  ttl: forever\n", "token.ttl"},
 		{env{}, "server:\n  adr: x\n", `unknown setting "server.adr"`},
@@ -99,7 +105,7 @@ func TestRedisURLModes(t *testing.T) {
 		{"redis://s1:26379/0?addr=s2:26379&sentinel_master=mymaster", "*redis.Client"},
 	}
 	for _, tc := range cases {
-		c, err := newRedisClient(tc.url, time.Second)
+		c, err := newRedisClient(tc.url, time.Second, "")
 		if err != nil {
 			t.Errorf("%s: %v", tc.url, err)
 			continue
@@ -110,12 +116,12 @@ func TestRedisURLModes(t *testing.T) {
 		c.Close()
 	}
 	for _, bad := range []string{"http://x", "redis://", "redis://h1?addr=h2", "redis://h/x", "redis://h?cluster=true&sentinel_master=m", "redis://h?timeout=1", "redis://h:1/3?cluster=true"} {
-		if c, err := newRedisClient(bad, time.Second); err == nil {
+		if c, err := newRedisClient(bad, time.Second, ""); err == nil {
 			c.Close()
 			t.Errorf("%s: accepted", bad)
 		}
 	}
-	if _, err := newRedisClient("redis://user:hunter2@h:6379/x", time.Second); err == nil || strings.Contains(err.Error(), "hunter2") {
+	if _, err := newRedisClient("redis://user:hunter2@h:6379/x", time.Second, ""); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("an error shows the password: %v", err)
 	}
 }

@@ -23,7 +23,7 @@ import (
 // waiting for a pooled connection. Commands are never retried by the
 // client: a use-counting script whose reply was lost must not run twice;
 // the caller gets a 503 and retries knowingly.
-func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, error) {
+func newRedisClient(raw string, timeout time.Duration, caFile string) (redis.UniversalClient, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, errors.New("not a URL") // err would echo a password
@@ -33,8 +33,16 @@ func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, e
 	case "redis":
 	case "rediss":
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+		if caFile != "" {
+			if tlsConfig.RootCAs, err = caPool(caFile); err != nil {
+				return nil, fmt.Errorf("TOKENSVC_REDIS_CA: %w", err)
+			}
+		}
 	default:
 		return nil, fmt.Errorf("scheme %q: want redis:// or rediss://", u.Scheme)
+	}
+	if caFile != "" && tlsConfig == nil {
+		return nil, errors.New("TOKENSVC_REDIS_CA needs a rediss:// URL")
 	}
 	if u.Host == "" {
 		return nil, errors.New("no host")

@@ -110,7 +110,7 @@ func migrate(ctx context.Context, cfg config, stdout io.Writer) error {
 	if cfg.RedisURL == "" {
 		return errors.New("migrate needs TOKENSVC_REDIS_URL: the embedded store has nothing to migrate")
 	}
-	c, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout)
+	c, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
 	if err != nil {
 		return fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/tokensvc/tokensvc/migrations"
 	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/server/keys"
+	"github.com/tokensvc/tokensvc/server/ratelimit"
 	"github.com/tokensvc/tokensvc/store"
 )
 
@@ -36,7 +38,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting", "version", version())
 
-	st, closeStore, err := openStore(ctx, cfg, log)
+	st, limiter, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -70,16 +72,28 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 		MaxBodyBytes: cfg.MaxBodyBytes, StoreTimeout: cfg.StoreTimeout, MaxBatch: cfg.MaxBatch,
 		AdminToken: cfg.AdminToken, IdempotencySecret: idemSecret,
 		ForwardCookie: cfg.ForwardCookie, ForwardFields: cfg.ForwardFields,
+		Limiter: limiter, GenerateRate: cfg.GenerateRate, FailureRate: cfg.FailureRate, TrustedProxies: cfg.TrustedProxies,
 	})
 	if err != nil {
 		return err
+	}
+	var handler http.Handler = srv
+	var certs *certFiles
+	if cfg.TLSCert != "" {
+		if certs, err = newCertFiles(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+		handler = hsts(srv)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("configuration TOKENSVC_ADDR: %w", err)
 	}
+	if certs != nil {
+		ln = tls.NewListener(ln, serverTLS(certs))
+	}
 	hs := &http.Server{
-		Handler:           srv,
+		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -89,7 +103,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String())
+	log.Info("listening", "addr", ln.Addr().String(), "tls", certs != nil)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
@@ -109,32 +123,32 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 	return nil
 }
 
-// openStore returns the embedded store, or a Redis store once Redis holds
-// the layout this binary needs.
-func openStore(ctx context.Context, cfg config, log *slog.Logger) (server.Store, func() error, error) {
+// openStore returns the embedded store and limits, or the Redis ones once
+// Redis holds the layout this binary needs.
+func openStore(ctx context.Context, cfg config, log *slog.Logger) (server.Store, server.Limiter, func() error, error) {
 	if cfg.RedisURL == "" {
 		if cfg.Replicas > 0 {
-			return nil, nil, errors.New("configuration TOKENSVC_DURABILITY: replica:N needs TOKENSVC_REDIS_URL")
+			return nil, nil, nil, errors.New("configuration TOKENSVC_DURABILITY: replica:N needs TOKENSVC_REDIS_URL")
 		}
 		log.Warn("embedded in-memory store: tokens live in this process only and are lost when it stops; set TOKENSVC_REDIS_URL for production")
 		m := store.NewMemory(nil, 0)
-		return m, m.Close, nil
+		return m, ratelimit.NewMemory(nil), m.Close, nil
 	}
-	c, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout)
+	c, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
 	if err != nil {
-		return nil, nil, fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
+		return nil, nil, nil, fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
 	}
 	if err := awaitLayout(ctx, c, cfg.RedisPrefix, log); err != nil {
 		c.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// WAIT gets most of the store timeout, so a slow replica is a clean 503.
 	s, err := store.NewRedis(c, store.Options{Prefix: cfg.RedisPrefix, Replicas: cfg.Replicas, ReplicaTimeout: cfg.StoreTimeout * 3 / 4})
 	if err != nil {
 		c.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return s, c.Close, nil
+	return s, ratelimit.NewRedis(c, cfg.RedisPrefix+"rl:"), c.Close, nil
 }
 
 // awaitLayout refuses to serve on a Redis of the wrong layout, and waits a
