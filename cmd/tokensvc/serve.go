@@ -172,6 +172,14 @@ func awaitLayout(ctx context.Context, c redis.UniversalClient, prefix string, lo
 	}
 }
 
+// redisLogger sends go-redis's messages (dial failures, pool events) to the
+// service's log.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
+
 // devKey makes a random partner key for a process started without any,
 // and says so loudly, once, on stderr.
 func devKey(stderr io.Writer) (string, error) {
