@@ -8,11 +8,18 @@
 //
 //	<prefix>layout          string  the layout version, written by Apply
 //	<prefix>t:<id>          string  one token record, with a TTL
+//	<prefix>e:<key id>      string  a partner key's revocation epoch (INCR)
+//	rate:<prefix>rl:<what>  string  a rate limit's GCRA state (redis_rate)
 //
 // <id> is the first 16 bytes of SHA-256(token), raw; the raw token is never
-// stored. The value is a binary envelope (see package store): version byte,
-// created/expires Unix milliseconds, minting key id, then the bundle bytes as
-// the partner sent them.
+// stored. A record's value is a binary envelope (see store/codec.go): version,
+// state (live, used, revoked), policy flags, use counters at fixed offsets
+// (rewritten in place by the Lua scripts with SETRANGE, which keeps the TTL),
+// created/expiry in ms, policy values, the minting key's id and epoch, then
+// the bundle sealed with AES-256-GCM under a key derived from the token. Used
+// and revoked records shrink to tombstones holding only state and key id.
+// Scripts are sent with EVALSHA and loaded again where missing; none needs
+// to be installed by a step.
 //
 // # Rules for steps
 //

@@ -274,6 +274,21 @@ func printSettings(w io.Writer) {
 	tw.Flush()
 }
 
+// settingsMarkdown is the README's configuration table, made from
+// settings() so the two cannot drift (TestREADMESettingsTable).
+func settingsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| variable | YAML key | default | meaning |\n|---|---|---|---|\n")
+	for _, s := range settings() {
+		def := "`" + s.def + "`"
+		if s.def == "" {
+			def = "empty"
+		}
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s |\n", s.env, s.yaml, def, strings.ReplaceAll(s.help, "|", "\\|"))
+	}
+	return b.String()
+}
+
 // parseDuration takes a Go duration ("90s", "1h") or whole seconds ("90").
 func parseDuration(v string) (time.Duration, error) {
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
