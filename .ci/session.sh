@@ -53,3 +53,46 @@ curl -s "$BASE/readyz"
 
 status 200 "the contract"
 curl -s "$BASE/openapi.yaml"
+
+status 200 "single use with a reload grace, the partner's own key kept from the browser"
+TOKEN=$(curl -s -X POST "$BASE/generate?uses=1&reuse_grace=10&private=auth" \
+  -H "x-api-key: $KEY" -H 'Content-Type: application/json' \
+  -d '{"auth":"apiKey","file":"/drawings/1.dwg","userId":"u-42"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+
+status 200 "the browser sees the public fields"
+curl -s "$BASE/verify" -H "x-api-token: $TOKEN"
+
+status 200 "the minting partner sees every field, within the grace"
+curl -s "$BASE/verify" -H "x-api-token: $TOKEN" -H "x-api-key: $KEY"
+
+status 200 "a single-use token without grace"
+ONCE=$(curl -s -X POST "$BASE/generate?uses=1" -H "x-api-key: $KEY" -H 'Content-Type: application/json' \
+  -d '{"userId":"u-42"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+
+status 200 "its one use"
+curl -s "$BASE/verify" -H "x-api-token: $ONCE"
+
+status 403 "used up"
+curl -s "$BASE/verify" -H "x-api-token: $ONCE"
+
+status 200 "a token to look at, refresh and revoke"
+RES=$(curl -s -X POST "$BASE/generate" -H "x-api-key: $KEY" -H 'Content-Type: application/json' -d '{"userId":"u-42"}')
+TOKEN=$(echo "$RES" | sed -E 's/.*"token":"([^"]+)".*/\1/'); ID=$(echo "$RES" | sed -E 's/.*"token_id":"([^"]+)".*/\1/')
+
+status 200 "its metadata"
+curl -s "$BASE/tokens/$ID" -H "x-api-key: $KEY"
+
+status 200 "refresh it"
+NEW=$(curl -s -X POST "$BASE/refresh" -H "x-api-token: $TOKEN" | sed -E 's/.*"token":"([^"]+)".*/\1/')
+
+status 403 "the old one ended"
+curl -s "$BASE/verify" -H "x-api-token: $TOKEN"
+
+status 200 "batch verify"
+curl -s -X POST "$BASE/verify/batch" -H 'Content-Type: application/json' -d "{\"tokens\":[\"$NEW\",\"$TOKEN\"]}"
+
+status 204 "revoke the new one"
+curl -s -X DELETE "$BASE/tokens/$(printf %s "$NEW" | sha256sum | cut -c1-32)" -H "x-api-key: $KEY"
+
+status 403 "revoked"
+curl -s "$BASE/verify" -H "x-api-token: $NEW"
