@@ -18,17 +18,7 @@ import (
 
 var redisURL string
 
-func TestMain(m *testing.M) {
-	url, stop, err := storetest.StartRedis(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	redisURL = url
-	code := m.Run()
-	stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m, &redisURL)) }
 
 var n atomic.Int64
 

@@ -22,17 +22,7 @@ import (
 
 var redisURL string
 
-func TestMain(m *testing.M) {
-	url, stop, err := storetest.StartRedis(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	redisURL = url
-	code := m.Run()
-	stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m, &redisURL)) }
 
 // env is a getenv over a map.
 type env map[string]string

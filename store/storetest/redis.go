@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"testing"
 
 	"github.com/testcontainers/testcontainers-go"
 	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
@@ -36,4 +37,19 @@ func StartRedis(ctx context.Context) (url string, stop func(), err error) {
 		return "", nil, err
 	}
 	return url, func() { _ = testcontainers.TerminateContainer(c) }, nil
+}
+
+// Main is a TestMain for packages whose tests share one Redis container:
+// it starts the container, sets *url, runs the tests and removes it.
+//
+//	func TestMain(m *testing.M) { os.Exit(storetest.Main(m, &redisURL)) }
+func Main(m *testing.M, url *string) int {
+	u, stop, err := StartRedis(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stop()
+	*url = u
+	return m.Run()
 }
