@@ -40,6 +40,7 @@ func (s *Server) forwardAuth(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.tokenVerified(ri.route)
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	if len(s.cfg.ForwardFields) > 0 {

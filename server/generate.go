@@ -52,6 +52,7 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 		return nil, err
 	}
 	ri.tokenID = id.String()
+	s.metrics.tokenMinted(ri.route)
 	return api.Generate200JSONResponse(minted(token, id, rec, now)), nil
 }
 

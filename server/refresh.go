@@ -58,6 +58,7 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 		return nil, err
 	}
 	ri.tokenID = newID.String()
+	s.metrics.tokenMinted(ri.route)
 	return api.Refresh200JSONResponse(minted(fresh, newID, rec, now)), nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokensvc/tokensvc/server/keys"
 )
@@ -19,6 +20,7 @@ import (
 // handlers and back to the access log. Secrets in it are never logged.
 type requestInfo struct {
 	id       string
+	route    string // the route pattern, "unmatched" if none
 	apiKey   string // x-api-key as presented: secret
 	token    string // the session token as presented: secret
 	origin   string
@@ -71,6 +73,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		r := c.Request()
 		ri := &requestInfo{
 			id:     newRequestID(r.Header.Get("X-Request-Id")),
+			route:  routeOf(c),
 			apiKey: r.Header.Get("x-api-key"),
 			token:  presentedToken(r.Header),
 			origin: r.Header.Get("Origin"),
@@ -88,12 +91,10 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := next(c); err != nil {
 			c.Error(err) // writes the response now, so the log sees its status
 		}
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
+		route := ri.route
+		s.metrics.finished(route, ri.errCode)
 		level := slog.LevelInfo
-		if route == "/healthz" || route == "/readyz" {
+		if route == "/healthz" || route == "/readyz" || route == MetricsPath {
 			level = slog.LevelDebug
 		}
 		attrs := []slog.Attr{
@@ -103,6 +104,9 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.Int("status", c.Response().Status),
 			slog.Int64("bytes", c.Response().Size),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		}
+		if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 		}
 		for k, v := range map[string]string{"key_id": ri.key.ID, "token_id": ri.tokenID, "error": ri.errCode} {
 			if v != "" {

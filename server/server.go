@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +14,10 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/github.com/labstack/echo/otelecho"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokensvc/tokensvc/api"
 	"github.com/tokensvc/tokensvc/server/docs"
@@ -98,6 +103,19 @@ type Config struct {
 	// TrustedProxies are the networks whose X-Forwarded-For is believed
 	// when telling the client address; empty: the peer address is it.
 	TrustedProxies []*net.IPNet
+	// Metrics, if set, receives the Prometheus collectors of requests,
+	// tokens, store calls and the partner key source. Nil: no metrics.
+	Metrics *prometheus.Registry
+	// ServeMetrics serves Metrics at GET /metrics of this handler. Off, the
+	// caller may serve MetricsHandler elsewhere.
+	ServeMetrics bool
+	// TracerProvider, if set, traces every request (otelecho: route,
+	// method, status and path, never the query) and puts its trace id in
+	// the access log. Nil: no tracing.
+	TracerProvider trace.TracerProvider
+	// Propagator reads a caller's trace context. Default: W3C Trace
+	// Context (traceparent).
+	Propagator propagation.TextMapPropagator
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -117,6 +135,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	echo    *echo.Echo
+	metrics *metrics // nil: no metrics
 	blocked sync.Map // client address -> time.Time until which it is refused
 }
 
@@ -142,7 +161,30 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TokenTTL < time.Second || cfg.MaxTokenTTL < cfg.TokenTTL {
 		return nil, errors.New("server: need 1s <= TokenTTL <= MaxTokenTTL")
 	}
+	if cfg.Propagator == nil {
+		cfg.Propagator = propagation.TraceContext{}
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	// Tracing and request metrics wrap observe: the span is in the context
+	// the access log reads, and the status they record is the one written.
+	var outer []echo.MiddlewareFunc
+	if cfg.TracerProvider != nil {
+		outer = append(outer, otelecho.Middleware("", otelecho.WithTracerProvider(cfg.TracerProvider),
+			otelecho.WithPropagators(cfg.Propagator),
+			otelecho.WithSkipper(func(c echo.Context) bool { return c.Path() == MetricsPath })))
+	}
+	if cfg.Metrics != nil {
+		var err error
+		if s.metrics, err = newMetrics(cfg.Metrics, cfg.Partners); err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+		requests, err := requestMetrics(cfg.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+		outer = append(outer, requests)
+		s.cfg.Store = meteredStore{next: cfg.Store, m: s.metrics}
+	}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -155,6 +197,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(trust...)
 	}
+	e.Use(outer...)
 	e.Use(s.observe, s.recoverPanic, s.cors())
 	partner := []echo.MiddlewareFunc{s.authenticatePartner}
 	admin := []echo.MiddlewareFunc{s.adminOnly}
@@ -180,6 +223,9 @@ func New(cfg Config) (*Server, error) {
 	docsHandler := echo.WrapHandler(docs.Handler())
 	for _, path := range []string{docs.PagePath, docs.PagePath + "/", docs.ScriptPath} {
 		e.Match([]string{http.MethodGet, http.MethodHead}, path, docsHandler)
+	}
+	if cfg.Metrics != nil && cfg.ServeMetrics {
+		e.Match([]string{http.MethodGet, http.MethodHead}, MetricsPath, echo.WrapHandler(MetricsHandler(cfg.Metrics)))
 	}
 	s.echo = e
 	return s, nil

@@ -22,6 +22,7 @@ func (s *Server) Verify(ctx context.Context, _ api.VerifyRequestObject) (api.Ver
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.tokenVerified(ri.route)
 	return bundleResponse(visible(rec, partner)), nil
 }
 
@@ -158,6 +159,7 @@ func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObje
 		b := visible(r.Record, partner)
 		results[at[j]] = api.BatchResult{Valid: true, Bundle: &b}
 	}
+	s.metrics.batchChecked(ri.route, results)
 	noStore := "no-store"
 	return api.VerifyBatch200JSONResponse{Body: api.BatchResponse{Results: results}, Headers: api.VerifyBatch200ResponseHeaders{CacheControl: &noStore}}, nil
 }

@@ -1,0 +1,309 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo-contrib/echoprometheus"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/store"
+)
+
+// MetricsPath is where the Prometheus metrics are served. It is outside
+// openapi.yaml, like the /docs page.
+const MetricsPath = "/metrics"
+
+// Label values are route patterns and error codes, never what a client
+// sent: a URL can hold a token, and a label per distinct value would let
+// any client grow the registry without bound.
+
+// latencyBuckets cover a store call or an API request: most take well under
+// a millisecond on the embedded store, a few milliseconds on Redis, and
+// the store timeout (1 s by default) bounds a slow one.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// tokenRoutes are the routes that check a presented token; their refusals
+// count as rejected tokens.
+var tokenRoutes = map[string]bool{"/verify": true, "/verify/batch": true, "/refresh": true, "/auth": true, "/auth/*": true}
+
+// rejectReasons are the error codes that refuse a presented token. Other
+// errors on token routes (a malformed body, a store outage) say nothing
+// about the token.
+var rejectReasons = map[string]bool{
+	string(api.ErrorErrorInvalidToken):     true,
+	string(api.ErrorErrorTokenUsed):        true,
+	string(api.ErrorErrorTokenRevoked):     true,
+	string(api.ErrorErrorOriginNotAllowed): true,
+	string(api.ErrorErrorSessionExpired):   true,
+	string(api.ErrorErrorMissingToken):     true,
+	string(api.ErrorErrorRateLimited):      true,
+}
+
+// metrics are the server's own collectors. A nil *metrics counts nothing,
+// so handlers need not ask whether metrics are on.
+type metrics struct {
+	minted   *prometheus.CounterVec
+	verified *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	storeDur *prometheus.HistogramVec
+	storeErr *prometheus.CounterVec
+}
+
+// newMetrics registers the server's collectors in reg: tokens, store calls
+// and the partner key source. The HTTP request metrics are requestMetrics.
+func newMetrics(reg prometheus.Registerer, partners Partners) (*metrics, error) {
+	m := &metrics{
+		// No partner key label: key ids are as many as the operator
+		// configures (thousands, and they come and go with reloads); the
+		// access log has the key_id of every request.
+		minted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokensvc_tokens_minted_total",
+			Help: "Tokens minted, by route (/generate, or /refresh for a refreshed token). An Idempotency-Key replay counts again.",
+		}, []string{"route"}),
+		verified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokensvc_tokens_verified_total",
+			Help: "Tokens that passed a check, by route (/verify, /verify/batch per token, /auth).",
+		}, []string{"route"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokensvc_tokens_rejected_total",
+			Help: "Token checks refused, by reason: the error code (invalid_token, token_used, token_revoked, origin_not_allowed, session_expired, missing_token, rate_limited).",
+		}, []string{"reason"}),
+		storeDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tokensvc_store_duration_seconds",
+			Help:    "Time of each token store call, by operation.",
+			Buckets: latencyBuckets,
+		}, []string{"operation"}),
+		storeErr: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokensvc_store_errors_total",
+			Help: "Token store calls that failed (unavailable or unexpected; not found, used, revoked and exists are answers, not failures), by operation.",
+		}, []string{"operation"}),
+	}
+	for _, c := range []prometheus.Collector{m.minted, m.verified, m.rejected, m.storeDur, m.storeErr, keysCollector{partners}} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// requestMetrics is Echo's Prometheus middleware: tokensvc_http_requests_total,
+// tokensvc_http_request_duration_seconds and the size histograms, labelled
+// code, method, host and url. url is the route pattern ("unmatched" when
+// no route matched) and host is always empty: the Host header is the
+// client's to choose.
+func requestMetrics(reg prometheus.Registerer) (echo.MiddlewareFunc, error) {
+	return echoprometheus.MiddlewareConfig{
+		Namespace:  "tokensvc",
+		Subsystem:  "http",
+		Registerer: reg,
+		Skipper:    func(c echo.Context) bool { return c.Path() == MetricsPath },
+		LabelFuncs: map[string]echoprometheus.LabelValueFunc{
+			"url":  func(c echo.Context, _ error) string { return routeOf(c) },
+			"host": func(echo.Context, error) string { return "" },
+		},
+		DoNotUseRequestPathFor404: true,
+		HistogramOptsFunc: func(o prometheus.HistogramOpts) prometheus.HistogramOpts {
+			if o.Name == "request_duration_seconds" {
+				o.Buckets = latencyBuckets
+			}
+			return o
+		},
+	}.ToMiddleware()
+}
+
+// MetricsHandler serves the metrics of reg in the Prometheus exposition
+// formats, counting its own scrapes.
+func MetricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+}
+
+// routeOf is the request's route pattern, or "unmatched".
+func routeOf(c echo.Context) string {
+	if p := c.Path(); p != "" {
+		return p
+	}
+	return "unmatched"
+}
+
+func (m *metrics) tokenMinted(route string) {
+	if m != nil {
+		m.minted.WithLabelValues(route).Inc()
+	}
+}
+
+func (m *metrics) tokenVerified(route string) {
+	if m != nil {
+		m.verified.WithLabelValues(route).Inc()
+	}
+}
+
+// finished counts a refused token check once its answer is known: an error
+// on a token route whose code says the token was refused.
+func (m *metrics) finished(route, errCode string) {
+	if m != nil && tokenRoutes[route] && rejectReasons[errCode] {
+		m.rejected.WithLabelValues(errCode).Inc()
+	}
+}
+
+// batchChecked counts the tokens of one /verify/batch answer.
+func (m *metrics) batchChecked(route string, results []api.BatchResult) {
+	if m == nil {
+		return
+	}
+	for _, r := range results {
+		switch {
+		case r.Valid:
+			m.verified.WithLabelValues(route).Inc()
+		case r.Error != nil && rejectReasons[string(*r.Error)]:
+			m.rejected.WithLabelValues(string(*r.Error)).Inc()
+		}
+	}
+}
+
+// keysCollector reports the partner key source from one Status() per
+// scrape.
+type keysCollector struct{ p Partners }
+
+var (
+	keysCountDesc = prometheus.NewDesc("tokensvc_api_keys",
+		"Partner keys in force.", nil, nil)
+	keysGenerationDesc = prometheus.NewDesc("tokensvc_api_keys_generation",
+		"Key sets installed since start; grows by one each time a reload changes the keys.", nil, nil)
+	keysSuccessDesc = prometheus.NewDesc("tokensvc_api_keys_last_success_timestamp_seconds",
+		"Unix time of the last key reload that left the keys in sync with their source.", nil, nil)
+	keysFailedDesc = prometheus.NewDesc("tokensvc_api_keys_last_reload_failed",
+		"1 when the last key reload failed (the last good keys stay in force), else 0.", nil, nil)
+)
+
+func (k keysCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- keysCountDesc
+	ch <- keysGenerationDesc
+	ch <- keysSuccessDesc
+	ch <- keysFailedDesc
+}
+
+func (k keysCollector) Collect(ch chan<- prometheus.Metric) {
+	st := k.p.Status()
+	failed, success := 0.0, 0.0
+	if st.LastError != "" {
+		failed = 1
+	}
+	if !st.LastSuccess.IsZero() {
+		success = float64(st.LastSuccess.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(keysCountDesc, prometheus.GaugeValue, float64(st.Keys))
+	ch <- prometheus.MustNewConstMetric(keysGenerationDesc, prometheus.GaugeValue, float64(st.Generation))
+	ch <- prometheus.MustNewConstMetric(keysSuccessDesc, prometheus.GaugeValue, success)
+	ch <- prometheus.MustNewConstMetric(keysFailedDesc, prometheus.GaugeValue, failed)
+}
+
+// meteredStore times every call of the Store it wraps and counts its
+// failures, so the store package stays free of Prometheus.
+type meteredStore struct {
+	next Store
+	m    *metrics
+}
+
+var _ Store = meteredStore{}
+
+// observe records one call of op that started at start and ended in err.
+func (s meteredStore) observe(op string, start time.Time, err error) {
+	s.m.storeDur.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if storeFailed(err) {
+		s.m.storeErr.WithLabelValues(op).Inc()
+	}
+}
+
+// storeFailed tells a failure from the store's answers about a token.
+func storeFailed(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrUsed),
+		errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrExists):
+		return false
+	}
+	return true
+}
+
+func (s meteredStore) Put(ctx context.Context, id store.ID, rec store.Record) error {
+	start := time.Now()
+	err := s.next.Put(ctx, id, rec)
+	s.observe("put", start, err)
+	return err
+}
+
+func (s meteredStore) Get(ctx context.Context, id store.ID) (store.Record, error) {
+	start := time.Now()
+	rec, err := s.next.Get(ctx, id)
+	s.observe("get", start, err)
+	return rec, err
+}
+
+func (s meteredStore) Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+	start := time.Now()
+	rec, err := s.next.Consume(ctx, id, now)
+	s.observe("consume", start, err)
+	return rec, err
+}
+
+// ConsumeMany counts as one failure when any of its results failed.
+func (s meteredStore) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result {
+	start := time.Now()
+	res := s.next.ConsumeMany(ctx, ids, now)
+	var failed error
+	for _, r := range res {
+		if storeFailed(r.Err) {
+			failed = r.Err
+			break
+		}
+	}
+	s.observe("consume_many", start, failed)
+	return res
+}
+
+func (s meteredStore) Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+	start := time.Now()
+	rec, err := s.next.Take(ctx, id, now)
+	s.observe("take", start, err)
+	return rec, err
+}
+
+func (s meteredStore) Restore(ctx context.Context, id store.ID, rec store.Record) error {
+	start := time.Now()
+	err := s.next.Restore(ctx, id, rec)
+	s.observe("restore", start, err)
+	return err
+}
+
+func (s meteredStore) Revoke(ctx context.Context, id store.ID, now time.Time) error {
+	start := time.Now()
+	err := s.next.Revoke(ctx, id, now)
+	s.observe("revoke", start, err)
+	return err
+}
+
+func (s meteredStore) KeyEpochs(ctx context.Context, keyIDs []string) (map[string]uint64, error) {
+	start := time.Now()
+	epochs, err := s.next.KeyEpochs(ctx, keyIDs)
+	s.observe("key_epochs", start, err)
+	return epochs, err
+}
+
+func (s meteredStore) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
+	start := time.Now()
+	epoch, err := s.next.RevokeKey(ctx, keyID)
+	s.observe("revoke_key", start, err)
+	return epoch, err
+}
+
+func (s meteredStore) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := s.next.Ping(ctx)
+	s.observe("ping", start, err)
+	return err
+}
