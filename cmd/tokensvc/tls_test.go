@@ -103,6 +103,10 @@ func TestHTTPSWithCertificateRotation(t *testing.T) {
 	if got := serial(); got != 100 {
 		t.Fatalf("serial %d", got)
 	}
+	hc := env{"TOKENSVC_ADDR": addr, "TOKENSVC_TLS_CERT": cert, "TOKENSVC_TLS_KEY": key}
+	if err := run(context.Background(), []string{"healthcheck"}, hc.get, nil, &lockedBuffer{}, &lockedBuffer{}, nil); err != nil {
+		t.Fatalf("healthcheck over HTTPS: %v", err)
+	}
 	if res, err := http.Get("http://" + addr + "/healthz"); err == nil && res.StatusCode == 200 {
 		t.Fatal("plain HTTP was served on the TLS listener")
 	}
