@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokensvc/tokensvc/server/ratelimit"
@@ -44,6 +45,12 @@ type config struct {
 	TLSCert         string
 	TLSKey          string
 	RedisCA         string
+	MetricsAddr     string
+	// Tracing is on when the standard OTEL_* variables ask for traces
+	// (tracingWanted); they are not settings of this table.
+	Tracing bool
+	// SpanExporter, set by tests only, replaces the OTLP exporter.
+	SpanExporter sdktrace.SpanExporter
 }
 
 // setting is one configuration value: where it is read from, its default,
@@ -165,6 +172,16 @@ func settings() []setting {
 			func(c *config, v string) error { c.TLSKey = v; return nil }},
 		{"TOKENSVC_REDIS_CA", "redis.ca_file", "", "PEM CA file to verify a rediss:// server with, instead of the system roots",
 			func(c *config, v string) error { c.RedisCA = v; return nil }},
+		{"TOKENSVC_METRICS_ADDR", "metrics.addr", "", "where Prometheus metrics are served: empty = /metrics on TOKENSVC_ADDR; host:port = /metrics on a plain-HTTP listener of its own, not on TOKENSVC_ADDR; off = no metrics",
+			func(c *config, v string) error {
+				if v != "" && v != metricsOff {
+					if _, _, err := net.SplitHostPort(v); err != nil {
+						return errors.New("want empty, off, or host:port such as 127.0.0.1:9090")
+					}
+				}
+				c.MetricsAddr = v
+				return nil
+			}},
 		{"TOKENSVC_LOG_LEVEL", "log.level", "info", "debug, info, warn or error",
 			func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"TOKENSVC_SHUTDOWN_TIMEOUT", "server.shutdown_timeout", "15s", "how long in-flight requests may finish after SIGTERM",
@@ -194,6 +211,10 @@ func loadConfig(getenv func(string) string, file string) (config, error) {
 		if err := s.set(&c, strings.TrimSpace(v)); err != nil {
 			return c, fmt.Errorf("configuration %s (from %s): %w", s.env, from, err)
 		}
+	}
+	var err error
+	if c.Tracing, err = tracingWanted(getenv); err != nil {
+		return c, err
 	}
 	switch {
 	case c.StoreTimeout <= 0:

@@ -38,7 +38,17 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting", "version", version())
 
-	st, limiter, closeStore, err := openStore(ctx, cfg, log)
+	tel, err := newTelemetry(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := tel.shutdown(ctx); err != nil {
+			log.Warn("tracing: flush at exit", "err", err)
+		}
+	}()
+
+	st, limiter, closeStore, err := openStore(ctx, cfg, log, tel)
 	if err != nil {
 		return err
 	}
@@ -66,14 +76,16 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 			return err
 		}
 	}
-	srv, err := server.New(server.Config{
+	scfg := server.Config{
 		Store: st, Partners: partners, Logger: log,
 		TokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL, MaxSessionLifetime: cfg.MaxSession,
 		MaxBodyBytes: cfg.MaxBodyBytes, StoreTimeout: cfg.StoreTimeout, MaxBatch: cfg.MaxBatch,
 		AdminToken: cfg.AdminToken, IdempotencySecret: idemSecret,
 		ForwardCookie: cfg.ForwardCookie, ForwardFields: cfg.ForwardFields,
 		Limiter: limiter, GenerateRate: cfg.GenerateRate, FailureRate: cfg.FailureRate, TrustedProxies: cfg.TrustedProxies,
-	})
+	}
+	tel.configure(&scfg, cfg.MetricsAddr == "")
+	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}
@@ -91,6 +103,15 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 	}
 	if certs != nil {
 		ln = tls.NewListener(ln, serverTLS(certs))
+	}
+	if tel.registry != nil && cfg.MetricsAddr != "" {
+		addr, closeMetrics, err := tel.listenMetrics(cfg.MetricsAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer closeMetrics()
+		log.Info("metrics listening", "addr", addr)
 	}
 	hs := &http.Server{
 		Handler:           handler,
@@ -125,7 +146,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 
 // openStore returns the embedded store and limits, or the Redis ones once
 // Redis holds the layout this binary needs.
-func openStore(ctx context.Context, cfg config, log *slog.Logger) (server.Store, server.Limiter, func() error, error) {
+func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (server.Store, server.Limiter, func() error, error) {
 	if cfg.RedisURL == "" {
 		if cfg.Replicas > 0 {
 			return nil, nil, nil, errors.New("configuration TOKENSVC_DURABILITY: replica:N needs TOKENSVC_REDIS_URL")
@@ -137,6 +158,10 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (server.Store,
 	c, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
+	}
+	if err := tel.instrumentRedis(c); err != nil {
+		c.Close()
+		return nil, nil, nil, err
 	}
 	if err := awaitLayout(ctx, c, cfg.RedisPrefix, log); err != nil {
 		c.Close()
