@@ -109,9 +109,11 @@ type Config struct {
 	// ServeMetrics serves Metrics at GET /metrics of this handler. Off, the
 	// caller may serve MetricsHandler elsewhere.
 	ServeMetrics bool
-	// TracerProvider, if set, traces every request (otelecho: route,
-	// method, status and path, never the query) and puts its trace id in
-	// the access log. Nil: no tracing.
+	// TracerProvider, if set, traces every request with otelecho, which
+	// records the route, method, status and path, never the query (a path
+	// can still hold a mistyped token: cmd/tokensvc's provider replaces it
+	// by the route), and puts the trace id in the access log. Nil: no
+	// tracing.
 	TracerProvider trace.TracerProvider
 	// Propagator reads a caller's trace context. Default: W3C Trace
 	// Context (traceparent).
