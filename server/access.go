@@ -17,12 +17,12 @@ import (
 // cors answers browsers' preflights and marks responses for the origins
 // some partner key allows. It echoes the origin (never "*") and never
 // allows credentials: tokens travel in headers, not cookies. The admin API
-// and forward auth are not for browsers.
+// forward auth and /metrics are not for browsers.
 func (s *Server) cors() echo.MiddlewareFunc {
 	return middleware.CORSWithConfig(middleware.CORSConfig{
 		Skipper: func(c echo.Context) bool {
 			p := c.Request().URL.Path
-			return strings.HasPrefix(p, "/admin/") || p == "/auth" || strings.HasPrefix(p, "/auth/")
+			return strings.HasPrefix(p, "/admin/") || p == "/auth" || strings.HasPrefix(p, "/auth/") || p == "/metrics"
 		},
 		AllowOriginFunc: func(origin string) (bool, error) { return s.cfg.Partners.AnyOriginAllowed(origin), nil },
 		AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodDelete},
