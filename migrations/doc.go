@@ -6,13 +6,16 @@
 //
 // Every key starts with the configured prefix (default "tokensvc:"):
 //
-//	<prefix>layout          string  the layout version, written by Apply
-//	<prefix>t:<id>          string  one token record, with a TTL
-//	<prefix>e:<key id>      string  a partner key's revocation epoch (INCR)
-//	rate:<prefix>rl:<what>  string  a rate limit's GCRA state (redis_rate)
+//	<prefix>layout              string  the layout version, written by Apply
+//	<prefix>{g}t:<id>           string  one token record, with a TTL
+//	<prefix>{g}e:<key id>       string  a partner key's revocation epoch, per group (INCR)
+//	rate:<prefix>rl:<what>      string  a rate limit's GCRA state (redis_rate)
 //
 // <id> is the first 16 bytes of SHA-256(token), raw; the raw token is never
-// stored. A record's value is a binary envelope (see store/codec.go): version,
+// stored. {g} is a Redis Cluster hash tag, "{" and the two hex digits of the
+// ID's first byte and "}": 256 groups. A key's epoch is kept in every group,
+// so a record and the epoch it is checked against share a hash slot and one
+// script reads both (revoking a key is 256 INCRs, whatever its tokens). A record's value is a binary envelope (see store/codec.go): version,
 // state (live, used, revoked), policy flags, use counters at fixed offsets
 // (rewritten in place by the Lua scripts with SETRANGE, which keeps the TTL),
 // created/expiry in ms, policy values, the minting key's id and epoch, then

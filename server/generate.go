@@ -35,11 +35,6 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 	}
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	epochs, err := s.cfg.Store.KeyEpochs(sctx, []string{rec.KeyID})
-	if err != nil {
-		return nil, err
-	}
-	rec.KeyEpoch = epochs[rec.KeyID]
 
 	var token uuid.UUID
 	var id store.ID

@@ -287,13 +287,6 @@ func (s meteredStore) Revoke(ctx context.Context, id store.ID, now time.Time) er
 	return err
 }
 
-func (s meteredStore) KeyEpochs(ctx context.Context, keyIDs []string) (map[string]uint64, error) {
-	start := time.Now()
-	epochs, err := s.next.KeyEpochs(ctx, keyIDs)
-	s.observe("key_epochs", start, err)
-	return epochs, err
-}
-
 func (s meteredStore) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
 	start := time.Now()
 	epoch, err := s.next.RevokeKey(ctx, keyID)

@@ -28,12 +28,7 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 	if err != nil {
 		return nil, err
 	}
-	epochs, err := s.cfg.Store.KeyEpochs(sctx, []string{old.KeyID})
-	if err != nil {
-		s.restore(sctx, id, old) // still sealed here
-		return nil, err
-	}
-	if err := s.admit(old, epochs[old.KeyID], ri.origin); err != nil {
+	if err := s.admit(old, ri.origin); err != nil {
 		return nil, err // revoked or not allowed: it stays ended
 	}
 	sealed := old
@@ -51,7 +46,6 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 	if rec.ExpiresAt.After(limit) {
 		rec.ExpiresAt = limit
 	}
-	rec.KeyEpoch = epochs[old.KeyID]
 	fresh, newID, err := s.put(sctx, rec)
 	if err != nil {
 		s.restore(sctx, id, sealed)

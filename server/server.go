@@ -38,7 +38,6 @@ type Store interface {
 	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
 	Restore(ctx context.Context, id store.ID, rec store.Record) error
 	Revoke(ctx context.Context, id store.ID, now time.Time) error
-	KeyEpochs(ctx context.Context, keyIDs []string) (map[string]uint64, error)
 	RevokeKey(ctx context.Context, keyID string) (uint64, error)
 	Ping(ctx context.Context) error
 }

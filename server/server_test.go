@@ -239,11 +239,8 @@ func (f failingStore) Restore(ctx context.Context, _ store.ID, _ store.Record) e
 	return f.wait(ctx)
 }
 func (f failingStore) Revoke(ctx context.Context, _ store.ID, _ time.Time) error { return f.wait(ctx) }
-func (f failingStore) KeyEpochs(ctx context.Context, _ []string) (map[string]uint64, error) {
-	return nil, f.wait(ctx)
-}
-func (f failingStore) RevokeKey(ctx context.Context, _ string) (uint64, error) { return 0, f.wait(ctx) }
-func (f failingStore) Ping(ctx context.Context) error                          { return f.wait(ctx) }
+func (f failingStore) RevokeKey(ctx context.Context, _ string) (uint64, error)   { return 0, f.wait(ctx) }
+func (f failingStore) Ping(ctx context.Context) error                            { return f.wait(ctx) }
 
 func TestStoreFailures(t *testing.T) {
 	token := uuid.Must(uuid.NewRandom()).String()

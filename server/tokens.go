@@ -19,17 +19,7 @@ func (s *Server) GetToken(ctx context.Context, req api.GetTokenRequestObject) (a
 		return nil, err
 	}
 	ri.tokenID = id.String()
-	state := rec.State
-	if state == store.Live {
-		epochs, err := s.cfg.Store.KeyEpochs(sctx, []string{rec.KeyID})
-		if err != nil {
-			return nil, err
-		}
-		if rec.KeyEpoch < epochs[rec.KeyID] {
-			state = store.Revoked
-		}
-	}
-	return api.GetToken200JSONResponse(tokenInfo(id, rec, state)), nil
+	return api.GetToken200JSONResponse(tokenInfo(id, rec)), nil
 }
 
 // RevokeToken ends one of the partner's tokens now.
@@ -75,11 +65,11 @@ func (s *Server) revoke(ctx context.Context, id store.ID) error {
 	return err
 }
 
-func tokenInfo(id store.ID, rec store.Record, state store.State) api.TokenInfo {
+func tokenInfo(id store.ID, rec store.Record) api.TokenInfo {
 	out := api.TokenInfo{
 		TokenId: id.String(),
 		KeyId:   rec.KeyID,
-		State:   api.TokenInfoState(state.String()),
+		State:   api.TokenInfoState(rec.State.String()),
 		Uses:    int64(rec.Uses),
 	}
 	if rec.State != store.Live {

@@ -43,11 +43,7 @@ func (s *Server) use(ctx context.Context, ri *requestInfo, presented string) (st
 	if err != nil {
 		return store.Record{}, err
 	}
-	epochs, err := s.cfg.Store.KeyEpochs(sctx, []string{rec.KeyID})
-	if err != nil {
-		return store.Record{}, err
-	}
-	if err := s.admit(rec, epochs[rec.KeyID], ri.origin); err != nil {
+	if err := s.admit(rec, ri.origin); err != nil {
 		return store.Record{}, err
 	}
 	return rec, unseal(token, &rec)
@@ -75,11 +71,9 @@ func (s *Server) checkOrigin(ctx context.Context, id store.ID, origin string) er
 }
 
 // admit applies the rules of the minting partner key to a live record:
-// revoked with all the key's tokens, key disabled, browser origin.
-func (s *Server) admit(rec store.Record, epoch uint64, origin string) error {
-	if rec.KeyEpoch < epoch {
-		return errTokenRevoked
-	}
+// key disabled, browser origin. (The store itself refuses the tokens of a
+// key revoked as a whole.)
+func (s *Server) admit(rec store.Record, origin string) error {
 	if key, ok := s.cfg.Partners.ByID(rec.KeyID); ok && key.Disabled {
 		return errTokenRevoked
 	}
@@ -124,25 +118,15 @@ func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObje
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
 	used := s.cfg.Store.ConsumeMany(sctx, ids, s.cfg.Now())
-	keyIDs := make([]string, 0, 4)
-	seen := map[string]bool{}
 	for _, r := range used {
-		switch {
-		case errors.Is(r.Err, store.ErrUnavailable):
+		if errors.Is(r.Err, store.ErrUnavailable) {
 			return nil, r.Err
-		case r.Err == nil && !seen[r.Record.KeyID]:
-			seen[r.Record.KeyID] = true
-			keyIDs = append(keyIDs, r.Record.KeyID)
 		}
-	}
-	epochs, err := s.cfg.Store.KeyEpochs(sctx, keyIDs)
-	if err != nil {
-		return nil, err
 	}
 	for j, r := range used {
 		err := r.Err
 		if err == nil {
-			err = s.admit(r.Record, epochs[r.Record.KeyID], ri.origin)
+			err = s.admit(r.Record, ri.origin)
 		}
 		if err == nil {
 			err = unseal(tokens[j], &r.Record)

@@ -10,33 +10,36 @@ import (
 // Lua scripts in redis.go, so the bundle is stored and returned without
 // being decoded. Offsets are 0-based:
 //
-//	0   version (2)
+//	0   version (3)
 //	1   state: 0 live, 1 used, 2 revoked
-//	2   flags: fUses, fGrace, fIdle, fPrivate, fSession, fEpoch
+//	2   flags: fUses, fGrace, fIdle, fPrivate, fSession
 //	tombstones (state != 0) end with: uvarint len + key id
-//	if fUses: 3..6 uses so far (uint32 BE), 7..10 when uses ran out, in ms
-//	          after created_at plus one (uint32 BE, 0 = not yet); these two
-//	          are rewritten in place with SETRANGE, which keeps the TTL
+//	3..6 the minting key's epoch (uint32 BE), written by the put script
+//	if fUses: 7..10 uses so far (uint32 BE), 11..14 when uses ran out, in
+//	          ms after created_at plus one (uint32 BE, 0 = not yet); these
+//	          two are rewritten in place with SETRANGE, which keeps the TTL
 //	uvarint created_at (Unix ms), uvarint ttl (ms)
 //	if fUses: uvarint max uses; if fGrace: uvarint grace ms;
 //	if fIdle: uvarint idle ms; if fSession: uvarint ms from session start to
-//	created_at; if fEpoch: uvarint key epoch
+//	created_at
 //	uvarint len + key id
 //	if fPrivate: uvarint len + private JSON object
 //	the rest: the public JSON object
 const (
-	codecVersion = 2
+	codecVersion = 3
 
 	fUses    = 1
 	fGrace   = 2
 	fIdle    = 4
 	fPrivate = 8
 	fSession = 16
-	fEpoch   = 32
 )
 
-// usesHeader is where the varints start in a record with a use limit.
-const usesHeader = 11
+// Offsets of the fixed-width fields the scripts read and write.
+const (
+	offEpoch   = 3
+	usesHeader = 15 // where the varints start in a record with a use limit
+)
 
 var errCorrupt = errors.New("store: corrupt record")
 
@@ -52,10 +55,10 @@ func encodeRecord(r Record) []byte {
 	set(fIdle, r.IdleTTL > 0)
 	set(fPrivate, len(r.Private) > 0)
 	set(fSession, !r.SessionStart.IsZero() && r.SessionStart.Before(r.CreatedAt))
-	set(fEpoch, r.KeyEpoch > 0)
 
 	b := make([]byte, 3, usesHeader+8*binary.MaxVarintLen64+len(r.KeyID)+len(r.Private)+len(r.Bundle))
 	b[0], b[1], b[2] = codecVersion, byte(Live), flags
+	b = binary.BigEndian.AppendUint32(b, uint32(r.KeyEpoch))
 	if flags&fUses != 0 {
 		b = binary.BigEndian.AppendUint32(b, r.Uses)
 		b = binary.BigEndian.AppendUint32(b, 0)
@@ -73,9 +76,6 @@ func encodeRecord(r Record) []byte {
 	}
 	if flags&fSession != 0 {
 		b = binary.AppendUvarint(b, uint64(r.CreatedAt.Sub(r.SessionStart).Milliseconds()))
-	}
-	if flags&fEpoch != 0 {
-		b = binary.AppendUvarint(b, r.KeyEpoch)
 	}
 	b = appendBytes(b, []byte(r.KeyID))
 	if flags&fPrivate != 0 {
@@ -132,6 +132,11 @@ func decodeRecord(b []byte) (Record, error) {
 		}
 		return r, nil
 	}
+	if len(d.b) < 4 {
+		return r, errCorrupt
+	}
+	r.KeyEpoch = uint64(binary.BigEndian.Uint32(d.b))
+	d.b = d.b[4:]
 	if flags&fUses != 0 {
 		if len(d.b) < 8 {
 			return r, errCorrupt
@@ -152,9 +157,6 @@ func decodeRecord(b []byte) (Record, error) {
 	}
 	if flags&fSession != 0 {
 		r.SessionStart = r.CreatedAt.Add(-ms(d.uvarint()))
-	}
-	if flags&fEpoch != 0 {
-		r.KeyEpoch = d.uvarint()
 	}
 	r.KeyID = string(d.bytes())
 	if flags&fPrivate != 0 {

@@ -29,7 +29,7 @@ func TestRedisReplicaDurability(t *testing.T) {
 		return strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
 	})
 	open := func(t *testing.T) storetest.Store {
-		s, err := store.NewRedis(pc, store.Options{Prefix: "dur" + storetest.NewID(t).String()[:8] + ":", Replicas: 1, ReplicaTimeout: 300 * time.Millisecond})
+		s, err := store.NewRedis(pc, store.Options{Prefix: "dur" + storetest.NewID(t).String()[:8] + ":", Replicas: 1, ReplicaTimeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

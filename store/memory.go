@@ -62,6 +62,7 @@ func (m *Memory) Put(_ context.Context, id ID, rec Record) error {
 	if _, ok := m.lookup(id); ok {
 		return ErrExists
 	}
+	rec.KeyEpoch = m.epochs[rec.KeyID]
 	m.recs[id] = &memRecord{rec: rec, deadline: rec.CreatedAt.Add(rec.initialTTL())}
 	return nil
 }
@@ -73,6 +74,9 @@ func (m *Memory) Get(_ context.Context, id ID) (Record, error) {
 	e, ok := m.lookup(id)
 	if !ok {
 		return Record{}, ErrNotFound
+	}
+	if m.keyRevoked(e) {
+		return Record{State: Revoked, KeyID: e.rec.KeyID}, nil
 	}
 	return e.rec, nil
 }
@@ -163,17 +167,6 @@ func (m *Memory) Revoke(_ context.Context, id ID, now time.Time) error {
 	return nil
 }
 
-// KeyEpochs returns each key's revocation epoch.
-func (m *Memory) KeyEpochs(_ context.Context, keyIDs []string) (map[string]uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make(map[string]uint64, len(keyIDs))
-	for _, k := range keyIDs {
-		out[k] = m.epochs[k]
-	}
-	return out, nil
-}
-
 // RevokeKey moves the key's epoch on; see Redis.RevokeKey.
 func (m *Memory) RevokeKey(_ context.Context, keyID string) (uint64, error) {
 	m.mu.Lock()
@@ -201,8 +194,16 @@ func (m *Memory) live(id ID, now time.Time) (*memRecord, error) {
 		return nil, ErrUsed
 	case e.rec.State == Revoked:
 		return nil, ErrRevoked
+	case m.keyRevoked(e):
+		e.tombstone(Revoked)
+		return nil, ErrRevoked
 	}
 	return e, nil
+}
+
+// keyRevoked says the minting key's epoch moved on since the mint.
+func (m *Memory) keyRevoked(e *memRecord) bool {
+	return e.rec.State == Live && e.rec.KeyEpoch < m.epochs[e.rec.KeyID]
 }
 
 // spent says the uses ran out and any grace after the last one is over.

@@ -32,8 +32,12 @@ type Options struct {
 // to a record is one Lua script on that one key, so it is atomic on a
 // Cluster too.
 //
-// Key schema (see package migrations): <prefix>t:<16 raw ID bytes> for
-// records, <prefix>e:<key id> for partner keys' revocation epochs.
+// Key schema (see package migrations): <prefix>{g}t:<16 raw ID bytes> for
+// records and <prefix>{g}e:<key id> for partner keys' revocation epochs,
+// where {g} is a hash tag naming one of 256 groups (the ID's first byte).
+// A key's epoch is kept once per group, so every record shares a hash slot
+// with the epoch it is checked against: mint and use are each one script,
+// one round trip, atomic on a Cluster too.
 type Redis struct {
 	c              redis.UniversalClient
 	prefix         string
@@ -58,24 +62,29 @@ func NewRedis(c redis.UniversalClient, opts Options) (*Redis, error) {
 	return &Redis{c: c, prefix: opts.Prefix, replicas: opts.Replicas, replicaTimeout: opts.ReplicaTimeout}, nil
 }
 
-func (s *Redis) key(id ID) string         { return s.prefix + "t:" + string(id[:]) }
-func (s *Redis) epochKey(k string) string { return s.prefix + "e:" + k }
+const hexDigits = "0123456789abcdef"
+
+// group is the hash tag of the ID's group: "{" + two hex digits + "}".
+func group(id ID) string {
+	return string([]byte{'{', hexDigits[id[0]>>4], hexDigits[id[0]&15], '}'})
+}
+
+func (s *Redis) key(id ID) string { return s.prefix + group(id) + "t:" + string(id[:]) }
+
+// epochs is the name of id's group's epoch keys, up to the key id.
+func (s *Redis) epochs(id ID) string { return s.prefix + group(id) + "e:" }
 
 // Put stores rec under id. It fails with ErrExists when id is taken.
 func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {
 	if err := rec.validate(); err != nil {
 		return err
 	}
-	key := s.key(id)
-	var set *redis.StatusCmd
-	err := s.durably(ctx, key, func(p redis.Pipeliner) {
-		set = p.SetArgs(ctx, key, encodeRecord(rec), redis.SetArgs{Mode: "NX", TTL: rec.initialTTL()})
-	})
+	v, err := s.script(ctx, put, []string{s.key(id), s.epochs(id) + rec.KeyID}, encodeRecord(rec), rec.initialTTL().Milliseconds())
 	switch {
-	case set != nil && errors.Is(set.Err(), redis.Nil):
-		return ErrExists
 	case err != nil:
 		return wrap("put", err)
+	case v[0] == int64(0):
+		return ErrExists
 	}
 	return nil
 }
@@ -83,18 +92,22 @@ func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {
 // Get returns the record under id without using it: a live record, or a
 // tombstone (State Used or Revoked). ErrNotFound when there is none.
 func (s *Redis) Get(ctx context.Context, id ID) (Record, error) {
-	b, err := s.c.Get(ctx, s.key(id)).Bytes()
+	v, err := s.script(ctx, peek, []string{s.key(id)}, time.Now().UnixMilli(), s.epochs(id))
 	if err != nil {
-		return Record{}, wrapNil("get", err)
+		return Record{}, wrap("get", err)
 	}
-	return decode(b)
+	if v[0] == int64(0) {
+		return Record{}, ErrNotFound
+	}
+	b, _ := v[1].(string)
+	return decode([]byte(b))
 }
 
 // Consume uses the token once, atomically: it counts the use, slides the
 // idle expiry and returns the record with the use counted. Errors:
 // ErrNotFound, ErrUsed, ErrRevoked, ErrUnavailable.
 func (s *Redis) Consume(ctx context.Context, id ID, now time.Time) (Record, error) {
-	v, err := s.script(ctx, consume, s.key(id), now.UnixMilli())
+	v, err := s.script(ctx, consume, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
 	return scriptResult("consume", v, err)
 }
 
@@ -116,7 +129,7 @@ func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Resu
 	for attempt := 0; len(todo) > 0; attempt++ {
 		cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, i := range todo {
-				consume.EvalSha(ctx, p, []string{s.key(ids[i])}, now.UnixMilli())
+				consume.EvalSha(ctx, p, []string{s.key(ids[i])}, now.UnixMilli(), s.epochs(ids[i]))
 			}
 			if s.replicas > 0 {
 				p.Do(ctx, "WAIT", s.replicas, s.replicaTimeout.Milliseconds())
@@ -160,7 +173,7 @@ func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Resu
 // Take ends a live token and returns it (for a refresh): the token is
 // revoked by the same atomic step that reads it.
 func (s *Redis) Take(ctx context.Context, id ID, now time.Time) (Record, error) {
-	v, err := s.script(ctx, take, s.key(id), now.UnixMilli())
+	v, err := s.script(ctx, take, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
 	return scriptResult("take", v, err)
 }
 
@@ -180,7 +193,7 @@ func (s *Redis) Restore(ctx context.Context, id ID, rec Record) error {
 // Revoke ends a token now. Revoking a used or revoked token succeeds;
 // ErrNotFound when there is no token.
 func (s *Redis) Revoke(ctx context.Context, id ID, now time.Time) error {
-	v, err := s.script(ctx, revoke, s.key(id), now.UnixMilli())
+	v, err := s.script(ctx, revoke, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
 	switch {
 	case err != nil:
 		return wrap("revoke", err)
@@ -190,39 +203,49 @@ func (s *Redis) Revoke(ctx context.Context, id ID, now time.Time) error {
 	return nil // revoked now, or used or revoked already
 }
 
-// KeyEpochs returns the revocation epoch of each key id (0 for a key never
-// revoked), in one pipeline.
-func (s *Redis) KeyEpochs(ctx context.Context, keyIDs []string) (map[string]uint64, error) {
+// RevokeKey moves the key's epoch on in every group, revoking every token
+// the key minted so far, for every instance sharing the store: 256 INCRs,
+// pipelined (one round trip per node), whatever the number of tokens. It
+// returns the new epoch.
+func (s *Redis) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
+	keys := make([]string, 256)
+	for g := range keys {
+		var id ID
+		id[0] = byte(g)
+		keys[g] = s.epochs(id) + keyID
+	}
+	var epoch int64
+	if _, cluster := s.c.(*redis.ClusterClient); cluster && s.replicas > 0 {
+		// WAIT must follow each write on its own node's connection.
+		for _, k := range keys {
+			var cmd *redis.IntCmd
+			if err := s.durably(ctx, k, func(p redis.Pipeliner) { cmd = p.Incr(ctx, k) }); err != nil {
+				return 0, wrap("revoke key", err)
+			}
+			epoch = max(epoch, cmd.Val())
+		}
+		return uint64(epoch), nil
+	}
 	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range keyIDs {
-			p.Get(ctx, s.epochKey(k))
+		for _, k := range keys {
+			p.Incr(ctx, k)
+		}
+		if s.replicas > 0 {
+			p.Do(ctx, "WAIT", s.replicas, s.replicaTimeout.Milliseconds())
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, wrap("key epochs", err)
+	if err == nil && s.replicas > 0 {
+		err = waited(cmds[len(cmds)-1], s.replicas)
+		cmds = cmds[:len(cmds)-1]
 	}
-	out := make(map[string]uint64, len(keyIDs))
-	for i, cmd := range cmds {
-		v, err := cmd.(*redis.StringCmd).Uint64()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, fmt.Errorf("store: key epoch of %q: %w", keyIDs[i], err)
-		}
-		out[keyIDs[i]] = v
-	}
-	return out, nil
-}
-
-// RevokeKey moves the key's epoch on, revoking every token the key minted
-// so far, in one command, for every instance sharing the store. It returns
-// the new epoch.
-func (s *Redis) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
-	key := s.epochKey(keyID)
-	var incr *redis.IntCmd
-	if err := s.durably(ctx, key, func(p redis.Pipeliner) { incr = p.Incr(ctx, key) }); err != nil {
+	if err != nil {
 		return 0, wrap("revoke key", err)
 	}
-	return uint64(incr.Val()), nil
+	for _, c := range cmds {
+		epoch = max(epoch, c.(*redis.IntCmd).Val())
+	}
+	return uint64(epoch), nil
 }
 
 // Ping reports whether Redis answers: nil or ErrUnavailable.
@@ -263,13 +286,13 @@ func (s *Redis) durably(ctx context.Context, key string, fn func(redis.Pipeliner
 
 // script runs a script on key durably, loading the scripts again if Redis
 // lost them (restart, failover, SCRIPT FLUSH).
-func (s *Redis) script(ctx context.Context, sc *redis.Script, key string, args ...any) ([]any, error) {
+func (s *Redis) script(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]any, error) {
 	if s.replicas == 0 {
-		return sc.Run(ctx, s.c, []string{key}, args...).Slice()
+		return sc.Run(ctx, s.c, keys, args...).Slice()
 	}
 	for attempt := 0; ; attempt++ {
 		var cmd *redis.Cmd
-		err := s.durably(ctx, key, func(p redis.Pipeliner) { cmd = sc.EvalSha(ctx, p, []string{key}, args...) })
+		err := s.durably(ctx, keys[0], func(p redis.Pipeliner) { cmd = sc.EvalSha(ctx, p, keys, args...) })
 		if attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			if err := s.loadScripts(ctx); err != nil {
 				return nil, err
@@ -361,18 +384,13 @@ func fill(out []Result, err error) []Result {
 	return out
 }
 
-// wrapNil is wrap, with redis.Nil as ErrNotFound.
-func wrapNil(op string, err error) error {
-	if errors.Is(err, redis.Nil) {
-		return ErrNotFound
-	}
-	return wrap(op, err)
-}
-
 // wrap marks outages as ErrUnavailable. Redis replies that mean "not now"
 // (loading, failover, read-only replica) are outages too; other replies
 // are bugs and stay plain errors.
 func wrap(op string, err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
 	var reply redis.Error
 	if errors.As(err, &reply) && !transient(reply.Error()) {
 		return fmt.Errorf("store: %s: %w", op, err)

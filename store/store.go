@@ -81,8 +81,9 @@ type Record struct {
 	Private json.RawMessage
 	// KeyID is the id of the partner key that minted the token.
 	KeyID string
-	// KeyEpoch is the minting key's revocation epoch at mint time; the
-	// token is revoked once the key's epoch has moved past it.
+	// KeyEpoch is the minting key's revocation epoch at mint time, set by
+	// the store's Put; the token is revoked once the key's epoch (RevokeKey)
+	// has moved past it.
 	KeyEpoch uint64
 	// CreatedAt is when the token was minted.
 	CreatedAt time.Time

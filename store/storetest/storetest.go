@@ -25,7 +25,6 @@ type Store interface {
 	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
 	Restore(ctx context.Context, id store.ID, rec store.Record) error
 	Revoke(ctx context.Context, id store.ID, now time.Time) error
-	KeyEpochs(ctx context.Context, keyIDs []string) (map[string]uint64, error)
 	RevokeKey(ctx context.Context, keyID string) (uint64, error)
 	Ping(ctx context.Context) error
 }
@@ -48,7 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"IdleExpiry", testIdleExpiry},
 		{"Revoke", testRevoke},
 		{"TakeAndRestore", testTake},
-		{"KeyEpochs", testKeyEpochs},
+		{"RevokeKey", testRevokeKey},
 		{"ConsumeManyInOrder", testConsumeMany},
 		{"SingleUseUnderConcurrency", testSingleUseRace},
 		{"Ping", testPing},
@@ -119,7 +118,6 @@ func testRoundTrip(t *testing.T, s Store) {
 func testPolicyRoundTrip(t *testing.T, s Store) {
 	want := NewRecord(`{"pub":1}`, time.Hour)
 	want.Private = []byte(`{"auth":"secret"}`)
-	want.KeyEpoch = 7
 	want.SessionStart = want.CreatedAt.Add(-90 * time.Minute)
 	want.MaxUses, want.ReuseGrace, want.IdleTTL = 5, 3*time.Second, 10*time.Minute
 	id := put(t, s, want)
@@ -311,20 +309,45 @@ func testTake(t *testing.T, s Store) {
 	}
 }
 
-func testKeyEpochs(t *testing.T, s Store) {
+// Revoking a key ends every token it minted so far, whatever the state
+// of each, and no token of another key; tokens minted afterwards work.
+func testRevokeKey(t *testing.T, s Store) {
 	ctx := context.Background()
-	got, err := s.KeyEpochs(ctx, []string{"a", "b"})
-	if err != nil || got["a"] != 0 || got["b"] != 0 {
-		t.Fatalf("fresh epochs: %v %v", got, err)
+	mint := func(keyID string, uses uint32) store.ID {
+		rec := NewRecord(`{}`, time.Hour)
+		rec.KeyID, rec.MaxUses = keyID, uses
+		return put(t, s, rec)
 	}
-	for want := uint64(1); want <= 2; want++ {
-		if n, err := s.RevokeKey(ctx, "a"); err != nil || n != want {
-			t.Fatalf("RevokeKey = %d, %v; want %d", n, err, want)
-		}
+	fresh, used, limited, other := mint("a", 0), mint("a", 0), mint("a", 3), mint("b", 0)
+	if _, err := s.Consume(ctx, used, time.Now()); err != nil {
+		t.Fatal(err)
 	}
-	got, err = s.KeyEpochs(ctx, []string{"a", "b"})
-	if err != nil || got["a"] != 2 || got["b"] != 0 {
-		t.Fatalf("epochs: %v %v", got, err)
+	if n, err := s.RevokeKey(ctx, "a"); err != nil || n != 1 {
+		t.Fatalf("RevokeKey = %d, %v; want 1", n, err)
+	}
+	for name, id := range map[string]store.ID{"fresh": fresh, "used once": used} {
+		_, err := s.Consume(ctx, id, time.Now())
+		wantErr(t, name, err, store.ErrRevoked)
+	}
+	_, err := s.Take(ctx, limited, time.Now())
+	wantErr(t, "Take", err, store.ErrRevoked)
+	if got, err := s.Get(ctx, mint("a", 0)); err != nil || got.State != store.Live || got.KeyEpoch != 1 {
+		t.Fatalf("a token minted after the revocation: %+v %v", got, err)
+	}
+	if res := s.ConsumeMany(ctx, []store.ID{fresh, other}, time.Now()); !errors.Is(res[0].Err, store.ErrRevoked) || res[1].Err != nil {
+		t.Fatalf("ConsumeMany: %v, %v", res[0].Err, res[1].Err)
+	}
+	// Get shows a key-revoked token as revoked, keeping its key for the
+	// owner check.
+	before := mint("c", 0)
+	if _, err := s.RevokeKey(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, before); err != nil || got.State != store.Revoked || got.KeyID != "c" {
+		t.Fatalf("Get of a key-revoked token: %+v %v", got, err)
+	}
+	if n, _ := s.RevokeKey(ctx, "a"); n != 2 {
+		t.Fatalf("second RevokeKey = %d", n)
 	}
 }
 
