@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func redisClient(port int) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), ReadTimeout: 30 * time.Second})
+}
+
+// runResult is one run of every load.
+type runResult struct {
+	healthz, verify, batch, generate, redisGet, redisSet load
+}
+
+// bigResult is one run of the flat-cost comparison.
+type bigResult struct{ healthz, verify load }
+
+type report struct {
+	o           options
+	facts       []string
+	elapsed     time.Duration
+	preloadRate float64
+	mem         memory
+	runs        []runResult
+	big         []bigResult
+	bigMem      *memory
+	bigRate     float64
+	bigLive     int64
+	bigErr      error
+	statuses    map[string]int
+	abandoned   int
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// med is the median of f over the runs.
+func med[T any](runs []T, f func(T) float64) float64 {
+	v := make([]float64, len(runs))
+	for i, r := range runs {
+		v[i] = f(r)
+	}
+	return median(v)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// target is one goal of the issue and how the runs fare against it.
+type target struct {
+	what     string
+	measured float64
+	want     float64
+	atLeast  bool // measured must be >= want; else <= want
+	unit     string
+}
+
+func (t target) met() bool {
+	if t.atLeast {
+		return t.measured >= t.want
+	}
+	return t.measured <= t.want
+}
+
+// verdict says whether t is met, and by how much it is missed.
+func (t target) verdict() string {
+	if t.met() {
+		return "met"
+	}
+	if t.atLeast {
+		return fmt.Sprintf("**missed**: %.0f%% short (needs %.2f× more)", 100*(1-t.measured/t.want), t.want/t.measured)
+	}
+	return fmt.Sprintf("**missed**: %.0f%% over", 100*(t.measured/t.want-1))
+}
+
+func (t target) String() string {
+	op := "≤"
+	if t.atLeast {
+		op = "≥"
+	}
+	return fmt.Sprintf("| %s | %s | %s %s | %s |", t.what, fmtUnit(t.measured, t.unit), op, fmtUnit(t.want, t.unit), t.verdict())
+}
+
+func fmtUnit(v float64, unit string) string {
+	switch unit {
+	case "×":
+		return fmt.Sprintf("%.2f×", v)
+	case "B":
+		return fmt.Sprintf("%.0f B", v)
+	case "%":
+		return fmt.Sprintf("%.1f%%", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func (rep *report) print(w io.Writer) {
+	o := rep.o
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("## tokenbench")
+	p("")
+	for _, f := range rep.facts {
+		p("- %s", f)
+	}
+	p("- settings: %d runs × %s per load, %d connections, %d wrk threads, %d live tokens with %d-byte bundles; total time %s",
+		o.runs, o.duration, o.connections, o.threads, o.tokens, bundleBytes, rep.elapsed.Round(time.Second))
+	p("- service: tokensvc on its own redis-server (loopback, no persistence), one partner key (sha256 form), logs at info to a file, brute-force guard at its default (100 failures/m per address), admin API and Idempotency-Key on, defaults otherwise; `tokensvc migrate` run first")
+	p("")
+	p("Medians of %d runs. Ratios are taken within each run, then the median of those.", len(rep.runs))
+	p("")
+	p("| load | req/s | × healthz | p50 ms | p99 ms | p99 × healthz | tokensvc CPU µs/req | Redis CPU µs/req | non-2xx |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	h := func(r runResult) load { return r.healthz }
+	rows := []struct {
+		name string
+		get  func(runResult) load
+		http bool
+	}{
+		{"`GET /healthz` (bare HTTP)", h, true},
+		{"`GET /verify`", func(r runResult) load { return r.verify }, true},
+		{"`POST /generate` (150-byte bundle)", func(r runResult) load { return r.generate }, true},
+		{fmt.Sprintf("`POST /verify/batch` (%d tokens)", batchSize), func(r runResult) load { return r.batch }, true},
+		{"redis-benchmark `GET`", func(r runResult) load { return r.redisGet }, false},
+		{"redis-benchmark `SET`", func(r runResult) load { return r.redisSet }, false},
+	}
+	for _, rw := range rows {
+		rps := med(rep.runs, func(r runResult) float64 { return rw.get(r).RPS })
+		x := med(rep.runs, func(r runResult) float64 { return ratio(rw.get(r).RPS, h(r).RPS) })
+		p50 := med(rep.runs, func(r runResult) float64 { return ms(rw.get(r).P50) })
+		p99 := med(rep.runs, func(r runResult) float64 { return ms(rw.get(r).P99) })
+		p99x := med(rep.runs, func(r runResult) float64 { return ratio(ms(rw.get(r).P99), ms(h(r).P99)) })
+		svc, red, failed := "–", "–", "–"
+		if rw.http {
+			svc = fmt.Sprintf("%.1f", med(rep.runs, func(r runResult) float64 { l := rw.get(r); return cpuPerReq(l.SvcCPU, l.Requests) }))
+			red = fmt.Sprintf("%.1f", med(rep.runs, func(r runResult) float64 { l := rw.get(r); return cpuPerReq(l.RedisCPU, l.Requests) }))
+			failed = fmt.Sprintf("%.0f", med(rep.runs, func(r runResult) float64 { return float64(rw.get(r).Failed) }))
+		} else {
+			n := float64(o.redisRequests)
+			red = fmt.Sprintf("%.1f", med(rep.runs, func(r runResult) float64 { return float64(rw.get(r).RedisCPU.Microseconds()) / n }))
+		}
+		p("| %s | %.0f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s |", rw.name, rps, x, p50, p99, p99x, svc, red, failed)
+	}
+	p("")
+	p("Redis commands per request, and Redis's own execution time per call (INFO commandstats: network I/O not included; commands a script runs count too, so a script's `GET` shows up as a `get`), medians:")
+	p("")
+	p("| load | commands per request (µs each inside Redis) |")
+	p("|---|---|")
+	for _, rw := range rows[:4] {
+		p("| %s | %s |", rw.name, cmdSummary(rep.runs, rw.get))
+	}
+	batchTok := med(rep.runs, func(r runResult) float64 { return batchSize * r.batch.RPS })
+	p("")
+	p("`/verify/batch` verifies %.0f tokens/s (median), %.1f× the tokens/s of single `/verify` calls.",
+		batchTok, med(rep.runs, func(r runResult) float64 { return ratio(batchSize*r.batch.RPS, r.verify.RPS) }))
+	p("redis-benchmark: %d requests per test, 3-byte values, no pipelining, %d connections: one command per request.", o.redisRequests, o.connections)
+
+	// Targets of the issue.
+	targets := []target{
+		{"`/verify` throughput × `/healthz`", med(rep.runs, func(r runResult) float64 { return ratio(r.verify.RPS, r.healthz.RPS) }), 0.75, true, "×"},
+		{"`/verify` p99 × `/healthz` p99", med(rep.runs, func(r runResult) float64 { return ratio(ms(r.verify.P99), ms(r.healthz.P99)) }), 1.5, false, "×"},
+		{"`/generate` throughput × `/healthz`", med(rep.runs, func(r runResult) float64 { return ratio(r.generate.RPS, r.healthz.RPS) }), 0.6, true, "×"},
+		{"batch tokens/s × single `/verify` tokens/s", med(rep.runs, func(r runResult) float64 { return ratio(batchSize*r.batch.RPS, r.verify.RPS) }), 10, true, "×"},
+	}
+	if len(rep.big) > 0 {
+		small := med(rep.runs, func(r runResult) float64 { return ratio(r.verify.RPS, r.healthz.RPS) })
+		big := med(rep.big, func(r bigResult) float64 { return ratio(r.verify.RPS, r.healthz.RPS) })
+		targets = append(targets, target{fmt.Sprintf("`/verify` with %d live tokens vs %d (× healthz, change)", rep.bigLive, o.tokens), 100 * (small - big) / small, 10, false, "%"})
+	}
+	targets = append(targets, target{"Redis memory per token (`MEMORY USAGE`, mean)", rep.mem.Usage, 250, false, "B"})
+	p("")
+	p("### Targets (issue 6)")
+	p("")
+	p("| target | measured | wanted | |")
+	p("|---|---:|---:|---|")
+	for _, t := range targets {
+		p("%s", t)
+	}
+
+	if rep.bigErr != nil {
+		p("")
+		p("The flat-cost comparison with %d live tokens failed: %v", o.big, rep.bigErr)
+	}
+	if len(rep.big) > 0 {
+		p("")
+		p("### Flat cost: `/verify` over %d live tokens", rep.bigLive)
+		p("")
+		p("The extra %d tokens were minted through `POST /generate` (%d connections) at %.0f/s. The big load rotates over all of them, the small one over its %d.", rep.bigMem.Tokens, o.connections, rep.bigRate, o.tokens)
+		p("")
+		p("| live tokens | `/verify` req/s | × healthz | p50 ms | p99 ms | tokensvc CPU µs/req | Redis CPU µs/req | non-2xx |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+		line := func(n int64, get func(int) load, count int, hz func(int) load) {
+			idx := make([]int, count)
+			for i := range idx {
+				idx[i] = i
+			}
+			f := func(g func(load, load) float64) float64 {
+				return med(idx, func(i int) float64 { return g(get(i), hz(i)) })
+			}
+			p("| %d | %.0f | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f |", n,
+				f(func(l, _ load) float64 { return l.RPS }),
+				f(func(l, h load) float64 { return ratio(l.RPS, h.RPS) }),
+				f(func(l, _ load) float64 { return ms(l.P50) }),
+				f(func(l, _ load) float64 { return ms(l.P99) }),
+				f(func(l, _ load) float64 { return cpuPerReq(l.SvcCPU, l.Requests) }),
+				f(func(l, _ load) float64 { return cpuPerReq(l.RedisCPU, l.Requests) }),
+				f(func(l, _ load) float64 { return float64(l.Failed) }))
+		}
+		line(int64(o.tokens), func(i int) load { return rep.runs[i].verify }, len(rep.runs), func(i int) load { return rep.runs[i].healthz })
+		line(rep.bigLive, func(i int) load { return rep.big[i].verify }, len(rep.big), func(i int) load { return rep.big[i].healthz })
+		cpu := func(l load) float64 { return cpuPerReq(l.SvcCPU+l.RedisCPU, l.Requests) }
+		smallCPU := med(rep.runs, func(r runResult) float64 { return cpu(r.verify) })
+		bigCPU := med(rep.big, func(r bigResult) float64 { return cpu(r.verify) })
+		p("")
+		p("CPU per `/verify`, tokensvc and Redis together (less sensitive to other load on a shared machine than throughput): %.1f µs with %d live tokens, %.1f µs with %d (%+.1f%%).",
+			smallCPU, o.tokens, bigCPU, rep.bigLive, 100*(bigCPU/smallCPU-1))
+	}
+
+	p("")
+	p("### Redis memory per token (%d-byte bundle)", bundleBytes)
+	p("")
+	p("| measure | bytes |")
+	p("|---|---:|")
+	p("| `MEMORY USAGE` per record key, mean of %d sampled by SCAN | %.1f |", rep.mem.Sampled, rep.mem.Usage)
+	p("| key length (prefix, hash tag if any, `t:`, 16 raw bytes of SHA-256) | %.1f |", rep.mem.KeyBytes)
+	p("| value length (`STRLEN`: envelope + sealed bundle) | %.1f |", rep.mem.ValueBytes)
+	p("| `INFO memory` used_memory delta / tokens, %d tokens | %.1f |", rep.mem.Tokens, rep.mem.PerTokenDelta)
+	if rep.bigMem != nil {
+		p("| `INFO memory` used_memory delta / tokens, %d tokens | %.1f |", rep.bigMem.Tokens, rep.bigMem.PerTokenDelta)
+	}
+
+	p("")
+	p("### Each run")
+	p("")
+	p("| run | healthz req/s | verify | generate | batch | Redis GET | Redis SET | healthz p99 ms | verify p99 ms |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for i, r := range rep.runs {
+		p("| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f |", i+1, r.healthz.RPS, r.verify.RPS, r.generate.RPS, r.batch.RPS, r.redisGet.RPS, r.redisSet.RPS, ms(r.healthz.P99), ms(r.verify.P99))
+	}
+	for i, r := range rep.big {
+		p("| big %d | %.0f | %.0f | | | | | %.2f | %.2f |", i+1, r.healthz.RPS, r.verify.RPS, ms(r.healthz.P99), ms(r.verify.P99))
+	}
+	p("")
+	var st []string
+	for k, v := range rep.statuses {
+		st = append(st, fmt.Sprintf("%s: %d", k, v))
+	}
+	slices.Sort(st)
+	p("Answers in the service's access log, by route and status (warm-up, preload and sanity checks included): %s. Of the 503s, %d were requests wrk abandoned when a load ended (context canceled). The first %d tokens were minted at %.0f tokens/s through a Go client with %d connections.",
+		strings.Join(st, ", "), rep.abandoned, o.tokens, rep.preloadRate, o.connections)
+}
+
+// accessLogStatuses counts the answers of the service's access log by
+// route and status, to show that the loads were answered as intended (no
+// 429, no 503), and the requests that wrk abandoned when a load ended:
+// their context is canceled, and the service answers them 503.
+func accessLogStatuses(path string) (map[string]int, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	out := map[string]int{}
+	abandoned := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if bytes.Contains(line, []byte(`"msg":"store unavailable"`)) && bytes.Contains(line, []byte("context canceled")) {
+			abandoned++
+			continue
+		}
+		if !bytes.Contains(line, []byte(`"msg":"request"`)) {
+			continue
+		}
+		var e struct {
+			Method, Route string
+			Status        int
+		}
+		if json.Unmarshal(line, &e) == nil {
+			out[e.Method+" "+e.Route+" "+strconv.Itoa(e.Status)]++
+		}
+	}
+	return out, abandoned, sc.Err()
+}
+
+// machineFacts describes where the figures were taken.
+func machineFacts(ctx context.Context) []string {
+	cmdOut := func(name string, args ...string) string {
+		// wrk -v prints its version and exits 1: read the output anyway.
+		out, _ := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		if line := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]); line != "" {
+			return line
+		}
+		return "unknown"
+	}
+	cpu := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	load := "unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return []string{
+		"date: " + time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		fmt.Sprintf("machine: %s cores (nproc), %s, %s/%s, kernel %s; load average at start %s", cmdOut("nproc"), cpu, runtime.GOOS, runtime.GOARCH, cmdOut("uname", "-r"), load),
+		"software: " + cmdOut("go", "version") + "; " + cmdOut("redis-server", "--version") + "; " + wrkVersion(cmdOut("wrk", "-v")),
+	}
+}
+
+// wrkVersion keeps "wrk <version>" of wrk -v's first line.
+func wrkVersion(line string) string {
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return "wrk " + line
+	}
+	return f[0] + " " + f[1]
+}
+
+// cmdSummary lists the Redis commands of a load per request, as medians
+// over the runs: "evalsha 1.00 (9.1 µs), get 1.00 (0.8 µs)".
+func cmdSummary(runs []runResult, get func(runResult) load) string {
+	var names []string
+	for _, r := range runs {
+		for _, c := range get(r).Cmds {
+			if !slices.Contains(names, c.Name) {
+				names = append(names, c.Name)
+			}
+		}
+	}
+	var parts []string
+	for _, name := range names {
+		stat := func(r runResult) (cmdStat, int64) {
+			l := get(r)
+			for _, c := range l.Cmds {
+				if c.Name == name {
+					return c, l.Requests
+				}
+			}
+			return cmdStat{}, l.Requests
+		}
+		perReq := med(runs, func(r runResult) float64 { c, n := stat(r); return ratio(float64(c.Calls), float64(n)) })
+		if perReq < 0.005 {
+			continue
+		}
+		usec := med(runs, func(r runResult) float64 { c, _ := stat(r); return c.UsecPerCall })
+		parts = append(parts, fmt.Sprintf("%s %.2f (%.1f µs)", name, perReq, usec))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,146 @@
+package store_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/storetest"
+)
+
+// Benchmarks of the Redis store's hot paths, each one call (one round trip)
+// at a time against the package's test Redis (TestMain's container), plus
+// the same calls from many goroutines at once. Through Docker's port
+// forwarding a round trip costs more than on plain loopback: compare
+// these figures with each other, and tokenbench's for the service.
+//
+//	go test -run '^$' -bench . -benchmem ./store/
+
+// benchSealed is the size of a sealed 150-byte bundle (AES-GCM adds a
+// 16-byte tag).
+const benchSealed = 166
+
+// newBenchRedis is newRedis for benchmarks: a store with a prefix of its
+// own on a client of its own.
+func newBenchRedis(b *testing.B) (*store.Redis, redis.UniversalClient) {
+	b.Helper()
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	b.Cleanup(func() { c.Close() })
+	prefix := fmt.Sprintf("bench%d:", prefixes.Add(1))
+	s, err := store.NewRedis(c, store.Options{Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Unlink(ctx, iter.Val())
+		}
+	})
+	return s, c
+}
+
+func benchRecord(b *testing.B) store.Record {
+	b.Helper()
+	sealed := make([]byte, benchSealed)
+	if _, err := rand.Read(sealed); err != nil {
+		b.Fatal(err)
+	}
+	rec := storetest.NewRecord("", time.Hour)
+	rec.Bundle = sealed
+	return rec
+}
+
+// benchPut stores n records and returns their IDs.
+func benchPut(b *testing.B, s *store.Redis, n int) []store.ID {
+	b.Helper()
+	ids := make([]store.ID, n)
+	rec := benchRecord(b)
+	for i := range ids {
+		ids[i] = storetest.NewID(b)
+		if err := s.Put(context.Background(), ids[i], rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return ids
+}
+
+func BenchmarkRedisPut(b *testing.B) {
+	s, _ := newBenchRedis(b)
+	rec := benchRecord(b)
+	ctx := context.Background()
+	// Fresh IDs from a counter under a random stem: crypto/rand is not
+	// what is measured.
+	id := storetest.NewID(b)
+	var n uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		n++
+		binary.BigEndian.PutUint64(id[8:], n)
+		if err := s.Put(ctx, id, rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRedisConsume(b *testing.B) {
+	s, _ := newBenchRedis(b)
+	ids := benchPut(b, s, 1000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := s.Consume(ctx, ids[i%len(ids)], time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+func BenchmarkRedisConsumeMany100(b *testing.B) {
+	s, _ := newBenchRedis(b)
+	ids := benchPut(b, s, 100)
+	ctx := context.Background()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		for _, r := range s.ConsumeMany(ctx, ids, time.Now()) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+		n++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(100*n), "ns/token")
+}
+
+// BenchmarkRedisConsumeParallel is Consume from 8 goroutines per CPU, as
+// under HTTP load: what the connection pool makes of concurrent calls.
+func BenchmarkRedisConsumeParallel(b *testing.B) {
+	s, _ := newBenchRedis(b)
+	ids := benchPut(b, s, 1000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := s.Consume(ctx, ids[i%len(ids)], time.Now()); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
