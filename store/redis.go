@@ -24,6 +24,11 @@ type Options struct {
 	Replicas int
 	// ReplicaTimeout bounds the WAIT. Default 500 ms.
 	ReplicaTimeout time.Duration
+	// AutoPipeline sends the single-record scripts (mint, use, peek, take,
+	// revoke) through go-redis's automatic pipelining: commands of
+	// concurrent requests share writes and reads on the wire. Ignored with
+	// Replicas, whose WAIT must follow its write on one connection.
+	AutoPipeline bool
 }
 
 // Redis stores records in Redis: one node, Sentinel or Cluster, as the
@@ -40,6 +45,7 @@ type Options struct {
 // one round trip, atomic on a Cluster too.
 type Redis struct {
 	c              redis.UniversalClient
+	scripts        redis.Scripter // c, or its automatic pipeline
 	prefix         string
 	replicas       int
 	replicaTimeout time.Duration
@@ -59,7 +65,21 @@ func NewRedis(c redis.UniversalClient, opts Options) (*Redis, error) {
 	if opts.ReplicaTimeout <= 0 {
 		opts.ReplicaTimeout = 500 * time.Millisecond
 	}
-	return &Redis{c: c, prefix: opts.Prefix, replicas: opts.Replicas, replicaTimeout: opts.ReplicaTimeout}, nil
+	r := &Redis{c: c, scripts: c, prefix: opts.Prefix, replicas: opts.Replicas, replicaTimeout: opts.ReplicaTimeout}
+	if opts.AutoPipeline && opts.Replicas == 0 {
+		ap, ok := c.(interface {
+			AutoPipeline() (*redis.AutoPipeliner, error)
+		})
+		if !ok {
+			return nil, errors.New("store: this client cannot pipeline automatically")
+		}
+		pipe, err := ap.AutoPipeline()
+		if err != nil {
+			return nil, fmt.Errorf("store: automatic pipelining: %w", err)
+		}
+		r.scripts = pipe
+	}
+	return r, nil
 }
 
 const hexDigits = "0123456789abcdef"
@@ -248,6 +268,15 @@ func (s *Redis) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
 	return uint64(epoch), nil
 }
 
+// Close stops the automatic pipeline, if any. It does not close the
+// client, which belongs to the caller.
+func (s *Redis) Close() error {
+	if ap, ok := s.scripts.(*redis.AutoPipeliner); ok {
+		return ap.Close()
+	}
+	return nil
+}
+
 // Ping reports whether Redis answers: nil or ErrUnavailable.
 func (s *Redis) Ping(ctx context.Context) error {
 	if err := s.c.Ping(ctx).Err(); err != nil {
@@ -288,7 +317,7 @@ func (s *Redis) durably(ctx context.Context, key string, fn func(redis.Pipeliner
 // lost them (restart, failover, SCRIPT FLUSH).
 func (s *Redis) script(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]any, error) {
 	if s.replicas == 0 {
-		return sc.Run(ctx, s.c, keys, args...).Slice()
+		return sc.Run(ctx, s.scripts, keys, args...).Slice()
 	}
 	for attempt := 0; ; attempt++ {
 		var cmd *redis.Cmd

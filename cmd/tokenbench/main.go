@@ -48,6 +48,20 @@ type options struct {
 	timeout       time.Duration
 	keep          bool
 	redisRequests int
+	set           settings
+}
+
+// settings are extra TOKENSVC_ settings for the service under test, for
+// comparing a lever on and off (-set NAME=VALUE, repeatable).
+type settings []string
+
+func (s *settings) String() string { return strings.Join(*s, " ") }
+func (s *settings) Set(v string) error {
+	if !strings.HasPrefix(v, "TOKENSVC_") || !strings.Contains(v, "=") {
+		return fmt.Errorf("want TOKENSVC_NAME=VALUE")
+	}
+	*s = append(*s, v)
+	return nil
 }
 
 func main() {
@@ -73,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.tokens, "tokens", 10_000, "live tokens during the main loads")
 	fs.IntVar(&o.big, "big", 1_000_000, "live tokens of the flat-cost comparison")
 	fs.BoolVar(&o.skipBig, "skip-big", false, "skip the comparison with -big live tokens")
+	fs.Var(&o.set, "set", "TOKENSVC_NAME=VALUE for the service under test (repeatable), e.g. to compare a lever on and off")
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "stop everything after this long (tokens live 1 h: keep it below)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, scripts, token lists)")
 	fs.IntVar(&o.redisRequests, "redis-requests", 0, "requests of each redis-benchmark test (default: 20000 per second of -duration)")
@@ -390,6 +405,7 @@ func (b *bench) startAll(ctx context.Context, stderr io.Writer) error {
 		"TOKENSVC_IDEMPOTENCY_SECRET="+hex.EncodeToString(idem),
 		"TOKENSVC_SHUTDOWN_TIMEOUT=5s",
 	)
+	env = append(env, b.o.set...)
 	migrate := exec.CommandContext(ctx, bin, "migrate")
 	migrate.Env = env
 	if out, err := migrate.CombinedOutput(); err != nil {

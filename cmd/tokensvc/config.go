@@ -39,6 +39,7 @@ type config struct {
 	MaxBatch        int
 	MaxSession      time.Duration
 	Replicas        int
+	AutoPipeline    bool
 	GenerateRate    ratelimit.Limit
 	FailureRate     ratelimit.Limit
 	TrustedProxies  []*net.IPNet
@@ -82,6 +83,18 @@ func settings() []setting {
 					return errors.New("want none or replica:N with N from 1 to 16")
 				}
 				c.Replicas = n
+				return nil
+			}},
+		{"TOKENSVC_REDIS_AUTOPIPELINE", "redis.autopipeline", "on", "on: concurrent requests' Redis commands share round trips (go-redis automatic pipelining); off: one round trip each",
+			func(c *config, v string) error {
+				switch v {
+				case "on", "true":
+					c.AutoPipeline = true
+				case "off", "false":
+					c.AutoPipeline = false
+				default:
+					return errors.New("want on or off")
+				}
 				return nil
 			}},
 		{"TOKENSVC_API_KEYS", "server.api_keys", "", "partner keys: one key, a comma-separated list, a YAML/JSON list of key objects, file:///path or an http(s):// key server; empty = a random development key",

@@ -22,7 +22,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := config{Addr: ":8080", RedisPrefix: "tokensvc:", StoreTimeout: time.Second, APIKeysReload: 30 * time.Second,
 		TokenTTL: time.Hour, MaxTokenTTL: 24 * time.Hour, MaxBodyBytes: 16384, ShutdownTimeout: 15 * time.Second,
 		MaxBatch: 100, MaxSession: 24 * time.Hour, IdempotencyKey: []byte{},
-		FailureRate: ratelimit.Limit{N: 100, Per: time.Minute}}
+		FailureRate: ratelimit.Limit{N: 100, Per: time.Minute}, AutoPipeline: true}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Fatalf("(-want +got)\n%s", diff)
 	}

@@ -168,12 +168,13 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry
 		return nil, nil, nil, err
 	}
 	// WAIT gets most of the store timeout, so a slow replica is a clean 503.
-	s, err := store.NewRedis(c, store.Options{Prefix: cfg.RedisPrefix, Replicas: cfg.Replicas, ReplicaTimeout: cfg.StoreTimeout * 3 / 4})
+	s, err := store.NewRedis(c, store.Options{Prefix: cfg.RedisPrefix, Replicas: cfg.Replicas, ReplicaTimeout: cfg.StoreTimeout * 3 / 4, AutoPipeline: cfg.AutoPipeline})
 	if err != nil {
 		c.Close()
 		return nil, nil, nil, err
 	}
-	return s, ratelimit.NewRedis(c, cfg.RedisPrefix+"rl:"), c.Close, nil
+	closeAll := func() error { return errors.Join(s.Close(), c.Close()) }
+	return s, ratelimit.NewRedis(c, cfg.RedisPrefix+"rl:"), closeAll, nil
 }
 
 // awaitLayout refuses to serve on a Redis of the wrong layout, and waits a

@@ -88,6 +88,9 @@ func TestTracing(t *testing.T) {
 	migrateRedis(t, prefix)
 	cfg, err := loadConfig(env{
 		"TOKENSVC_REDIS_URL": redisURL, "TOKENSVC_REDIS_PREFIX": prefix, "TOKENSVC_API_KEYS": apiKey,
+		// Pipelined commands run on the pipeliner's own context, so their
+		// spans are not children of the request's; off shows them per request.
+		"TOKENSVC_REDIS_AUTOPIPELINE": "off",
 		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", // replaced by the in-memory exporter
 	}.get, "")
 	if err != nil {
