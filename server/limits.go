@@ -59,6 +59,9 @@ func (s *Server) guardFailures(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		err := next(c)
 		ri := info(c.Request().Context())
+		if err == nil && ri.failures == 0 {
+			return nil // the common case costs nothing more
+		}
 		failures := ri.failures
 		if e, ok := toError(err); err != nil && ok && tokenFailures[e.Code] {
 			failures++

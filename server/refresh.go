@@ -53,7 +53,7 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 	}
 	ri.tokenID = newID.String()
 	s.metrics.tokenMinted(ri.route)
-	return api.Refresh200JSONResponse(minted(fresh, newID, rec, now)), nil
+	return mintedResponse(minted(fresh, newID, rec, now)), nil
 }
 
 // minTTL is the shortest lifetime worth minting on a refresh.

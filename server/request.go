@@ -65,6 +65,15 @@ func newRequestID(given string) string {
 	return hex.EncodeToString(b[:])
 }
 
+// securityHeaders go on every answer, under their canonical names.
+var securityHeaders = map[string][]string{
+	"X-Content-Type-Options":  {"nosniff"},
+	"X-Frame-Options":         {"DENY"},
+	"Referrer-Policy":         {"no-referrer"},
+	"Content-Security-Policy": {"default-src 'none'; frame-ancestors 'none'"},
+	"Cache-Control":           {"no-store"},
+}
+
 // observe gives each request its info and id, sets the headers every
 // response carries, and writes one access-log line per request.
 func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
@@ -80,14 +89,13 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.SetRequest(r.WithContext(context.WithValue(r.Context(), infoKey{}, ri)))
 		h := c.Response().Header()
-		h.Set("X-Request-Id", ri.id)
+		h["X-Request-Id"] = []string{ri.id}
 		// Security headers on every answer; a handler may loosen them (the
-		// docs page sets its own CSP and caching).
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("Cache-Control", "no-store")
+		// docs page sets its own CSP and caching). The values are shared,
+		// never changed in place: Set replaces the slice.
+		for k, v := range securityHeaders {
+			h[k] = v
+		}
 		if err := next(c); err != nil {
 			c.Error(err) // writes the response now, so the log sees its status
 		}
