@@ -82,12 +82,17 @@ func NewRedis(c redis.UniversalClient, opts Options) (*Redis, error) {
 	return r, nil
 }
 
-const hexDigits = "0123456789abcdef"
+// groups are the 256 hash tags, "{00}" to "{ff}", made once.
+var groups = func() (g [256]string) {
+	const hexDigits = "0123456789abcdef"
+	for i := range g {
+		g[i] = string([]byte{'{', hexDigits[i>>4], hexDigits[i&15], '}'})
+	}
+	return g
+}()
 
-// group is the hash tag of the ID's group: "{" + two hex digits + "}".
-func group(id ID) string {
-	return string([]byte{'{', hexDigits[id[0]>>4], hexDigits[id[0]&15], '}'})
-}
+// group is the hash tag of the ID's group.
+func group(id ID) string { return groups[id[0]] }
 
 func (s *Redis) key(id ID) string { return s.prefix + group(id) + "t:" + string(id[:]) }
 
