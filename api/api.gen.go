@@ -53,6 +53,7 @@ func (e BatchResultError) Valid() bool {
 const (
 	ErrorErrorBadRequest             ErrorError = "bad_request"
 	ErrorErrorBodyTooLarge           ErrorError = "body_too_large"
+	ErrorErrorHeadersTooLarge        ErrorError = "headers_too_large"
 	ErrorErrorIdempotencyConflict    ErrorError = "idempotency_conflict"
 	ErrorErrorIdempotencyUnavailable ErrorError = "idempotency_unavailable"
 	ErrorErrorInternal               ErrorError = "internal"
@@ -80,6 +81,8 @@ func (e ErrorError) Valid() bool {
 	case ErrorErrorBadRequest:
 		return true
 	case ErrorErrorBodyTooLarge:
+		return true
+	case ErrorErrorHeadersTooLarge:
 		return true
 	case ErrorErrorIdempotencyConflict:
 		return true
@@ -233,6 +236,7 @@ type Error struct {
 	// - `unauthorized`: the admin token is missing or wrong.
 	// - `rate_limited`: too many requests; see Retry-After.
 	// - `reload_failed`: the key source could not be loaded.
+	// - `headers_too_large`: the request's headers are over 32 KiB (431).
 	// - `body_too_large`: the body is over the configured size limit.
 	// - `unsupported_media_type`: the body's Content-Type is not accepted.
 	// - `not_found`, `method_not_allowed`: no such route or method.
@@ -265,6 +269,7 @@ type Error struct {
 // - `unauthorized`: the admin token is missing or wrong.
 // - `rate_limited`: too many requests; see Retry-After.
 // - `reload_failed`: the key source could not be loaded.
+// - `headers_too_large`: the request's headers are over 32 KiB (431).
 // - `body_too_large`: the body is over the configured size limit.
 // - `unsupported_media_type`: the body's Content-Type is not accepted.
 // - `not_found`, `method_not_allowed`: no such route or method.
@@ -5538,77 +5543,78 @@ var swaggerSpec = []string{
 	"ctF8X0euw9HALX3I0QgZ1PQzHNm2p4E0t3karO1oOBKefxVzZ0qvuE4ZHjU2VxYDQLdQTkOzvZPB4b7f",
 	"mBSWubIgk/UYNz4TCYmqZBf1l95bwNAKuV7qWkUqGoWSuInsc0OATEuOhbRDZ3y4QVsCpIZdfXj75v2n",
 	"v74eX/z85tePH67evH/9/8ef3ry+fHPlhr2EVHhpbHgbbm85uiobUlW5KK5fIyocso0A9YwZABaEZ74b",
-	"ZIqnYxcQ+vFwR40qdIJHBk0L7uwUGLYsWYAMGlulxhnXc2gdZXXjI8jgxBnxj8ZxLaQp8lxpC+l4Cang",
-	"Y1RsAaEXhr12bmXvap1DpSKSBHJbTqOO+GM2WYJdqLQlyE2MQGnmWnkZ3YinwhPcFYyd+TjfhVteBThs",
-	"y0nXJip1RkLURqWYktnaGxFvaAOlSmhrA7oM1Fvwvxp/+r1WGi1S48CiVx6ePxyj40y1fm4G1S0vvwWn",
-	"NGQviqOmTFH3LhmJ4hYA1d51XEtHhF8Bk19D3HuDbxt+bhmabNrIRbHksqeBp2Qr4TbPuKTQp4mtP8Eo",
-	"dGDjTc/IGe56el0+0l881J+62OmRngFOhBYzRo28uf6/LUAGp8VN3MRMSPZZitsSBWuw4vD01emrwx9O",
-	"Bq/iCBfPrYN4Xp7UC64QnzjyNMdCbgeTyDRJtWKFtCLbnFBj/OOXg8FOI9uSY5seZGmrvMnlaJxTtWSf",
-	"P1/8zG5O+uxKA7dMWPTUObJBg20KxE7RWDDPohBpl2xW6ZcO4ZR8CR41rSAU0OIGFROyDJXSp1/Oe0en",
-	"L9mCm0WfXVjqZLDHSHqBlaivDOMy9XYI/QFDZgtdKwJj0BqRXn9sRukRmaGOkDKKw/xTW14b0tN1Ot7C",
-	"+kLO1COPRQozXmSW9PA2mTxjfGpAWrYELomdDN19kcALNAREoB/tJIepMKhbOmOlOFpwM3bo7tiJ2fZm",
-	"Lt64t1kjIgsUIL99+mq9g7fjap1daob0m0LfCNzjyLkqnfpJQ+XQJAolGyX/jHH2+fIdYZh4CBINKUgr",
-	"eObE/O8FOtAaUo5WvP+gLJL0+Ul08bprm+qlBlu8RUjfiUcDS9ew3h0XKc/Bvay9j8AnavXJcluYDe7Q",
-	"VCpKW5Z4CTfKYYaPNVK5Shbdavoa0IXUFWVGbdFS7CiM17Aedx6JzRV6DUST6Vpig0OPW6FP13vWNJf5",
-	"Fwy7ipwBTxYuRcCZhBUzQDEvsh49jrywqMdnSiew+9o7cMlf1MoFFUSZa2iQ7aAiXIaxRpIyIaHERuJo",
-	"YW3eCQ9l3Ngx2oZlTqJfzTjlFnpevXf32gJo/G2xJlWAbZhzPH0WrFJfSibAlASMFxKM2/pbB6EWxuw+",
-	"tfogPSBLQja0iT89gRB0itdTBMtUncrtUdcdm9GaoO/VNQtXk/J4i5qguwTpmNvNbQsdyTM2IH+GM4rX",
-	"lS5hDOfd7CjZpVPQNdr51KgMw0RqtI7Z8w8v0gy2WNNMpOhIubHxZPmBYyZmjMv1o9VWJ/hZYTZ2wW2Z",
-	"q6tcxE6RRwegMGC6aRbGx/XVQVr5wED7oF3uqnUIiRnPNe8y55f4kdHHpzOnjHGN5XqbzFVxzUxoY5tI",
-	"WglgJQsuZJDtjDdCnl0mY7ntjCs7BYxdA+SGYAOaCvUmhwV30wU/wvpkwILfQIUvBhBDJm7Agc0uAHeA",
-	"wNcHQouNj93S8MlpxVmROdDSKDbjekdmYI9xBrMuJYDE8NNWCfPA0i4jdQUSznxXdtztSxwqpobe6BQj",
-	"z5RNxUhSlxRa2PUndJjAK+qlkFfbg0xUkNwq/cI04L+9SYUlnv/868X7Mf13Qtk+Ks9z2HtdoNfMntYe",
-	"nstS3MXRFLgGfc9MDMaRHmU1ZeWRQ2Rjqqmin889zkNGash+IqpsVAwGxwk1pj9d0SH5jRR7UKt6VuQP",
-	"3GFYSGrKV2e1T0cDzeamAes7I18ybytX6nqsDo74zd3CknPPC685t9RV3jOq7d4JlBPhjWc7zArwBkM2",
-	"CFJhlWaZkNemz2qWTHlyDTKlyZkyp+Ws1ki6RCBqsiAHRvBzewVnxEU/yEwTCpsyDTz12IAnhcN5CmFC",
-	"sj+SI/mG0hDkjZV1LBhwVTDx5NvIYVijaDiKnKAkKgUnJ6MoHpXQVtCAADdm4daWze5wNErphylSYcr8",
-	"FepHjEttI4nlFujpY2v6CCrPwKEYmUjAZ6T95qEbowVYrlFoCp15eTXDg4O5sIti2k/U8sBt0k1S/UG6",
-	"VNisqpbF3+LoBrRx23vYH/QHFPzmIHkuomF03B/0jx08siBtcUA64KD0yufQoSXfuyLHhVrVqFPszMVq",
-	"IZIFQ9+Sqk3cNxc1oO1YcLJY7tQIJSkNSWoDQ8+3zgVtlOUeDQY7lH3sVqhRRrhbSjVcqCHJRxHa5yWo",
-	"zulkcLiNdjXZg0alCnU6ebhTVR15F0enbqn3d6gqZkNtHw2/NPX8l693X+PIFMslCtEwwmWH2qxaZ5CB",
-	"eeENPSoMPjdosohk9BWHCuTi4JuzX3cHzqr36uKSsHT8S5eKFymKBW+4h3vCUvaqTP4EWhYjwKXSUFud",
-	"ZlF4ZUi3l4S3q0tQ1sr/b4YgX+MoV6ZD5j9gtEZZmpUWFthS3Tj4clv0j7YpTJCSNsPllurcVSQKU1fO",
-	"nwyO2ylX1PqOipDGcplAPJLcRZB95qt3PEUqp1xxnRq2UvraqZeOo3ZJtN/C2nX/zicuAFy2n7sXhtAE",
-	"4ty/7onDDscPd9ioHH3UUXW70xAdXurOcqedu3vvQXXAA53JTnn+M9hkUUtwmYX1okXSBpwO64oLgt1L",
-	"gF+iTZQ5aKFS9Ah87tEHDRXyMVcqbcBDqHFQ2tnp4GgkW+nge4SV1vEdZbSFKXaKaMmdqmDZzf5fW1SP",
-	"no1F91Y4bs/fn7WkgcTAWL4OwLxHng1C01oyK9Xq3qPgzNPBtzIAu3OnIQMXEm/VkGUg05K8k+7gpcq6",
-	"lhUv/1Vj10AG3Nv6F768pWOv4rbj0DWzuslBeSft7ivtMpXDfcM/y7hiu96jVRl/ht2dKQoS9uoq731W",
-	"yBQ048whMD7p6nWxTEfSWWwT5DspNBHWeEytz64qck4mbKElpKyQyYLLOYVzI9ksrtyWVcYYpw2pzRW4",
-	"KxL19RzSxUovaT0juTcJz/ttb7Va9fBzr9AZSIxd0sk+KWRf5kIKPlNzIXvGrjNgv1xdfSyvdJihc+Jn",
-	"AjL0XVyOizPnODFfqOWr5Dt0eVkfEMX3+4jvfFVWWUhXpYZLvIv97JKaVLPcKvxx0b+8unrH9g7ZQhW6",
-	"o1r5rLqHNwW7ApDssHSGRzIgVtaL7R2dECnTVfnczEO7lD+5qZTZCy4vUilNrWw3sKOlkDha6JMGONLW",
-	"7IipcbDGDZuAd1SpYobskEJVIecZjGRhoM/Ow1wqUvO3cJwcloL8WhXOu7RqKRKeZai9R5Jyr3iWWjw4",
-	"7GYAIVb3c8DxOxoeDujfY3lSFmnUNpoMjy/UIew4LUhYXYwaFl+JLBtJx0AwbI9wD7cgClXmpb1nWswX",
-	"1g/BPTeRNErCeyrAm+BKJ22mbBGLEIXejTnHT2DMNrR/uKlrHNyJRtxzw10NddfhMiXnZ04NIDfzwpQO",
-	"pCftiybLW5A5N9YJCm9mO1rcebXt1FQZjGc8Oq/Vcsl7BlALoVi7MhQ1K5U1KTgTFKWStiivdaK0TyqF",
-	"7UpVq5ZOyXvcnMBBKvB0FM9YrsUNtzCSSoJhc4UKzKXve0ak4G8bGpZrwHOJWxbesqms6EgGSj92ukux",
-	"Obew4mvcD62K+YJNyC62JZFqx2NfEd7NdT/PaEsQfTQ4+bEjddfm86/8Gkw1ecNnKGmuotGV51q9rq8l",
-	"EPKLdq3SxPSLq40lNletPB9iPMYZBCKciRswsY+mjddQNaIcRDTlrHwJrjPW1RRwUmji6/JcF7acDF61",
-	"mal0Crr3w+yYv0q2QbGtOt2tbD093QGb8C7LTyp95G3i73BlYLfQobztcRdHD/ojrTk/MMf759SdFd5e",
-	"41PlUO7aYNLdd4w9W2WT995KpPi59jBdpLCD4x88bEBdjv8z76FX9zoCH87rCoe7dVxQ93X37nz7u8se",
-	"sibXyN9FGMngMsLmJQS213WxobzAeDJ49USGd5dAh3dkhdm4BrDihnVfMniujWiNOKmH9JDmxsgYjHRe",
-	"kthvXXwILoyQLCHRIi8ZefhEyd0o9q5Z2AgB0cXBFujucMkOXx7/eMKmawvmmVjXNUorhKHsMts7fMne",
-	"ip8671oSJ06fehV2S5V7zZHGRYjqxZIWebov9aA2f16mSXBXGunalqTqmM+X73p+MIp8HXOOXj2sE8Pn",
-	"Gv5AACXMPrcBlF+FtJRdC1KyviqoK70aoCrlJViCwBbAM7v4x9Zc3rmHMo4Gg8CjyrXCuNL5p4aQgDNU",
-	"lJXiy5S6ZtzdrHJh4EbI/4sf+XtCt/eCtuUiULujc7gBNrZSZDcgwYSMrNZTMtPnTftrvsy2chSH/pCD",
-	"PP94wVKVFEugNwSEYVMhuXYqelqIzNmXTcZ98NnZRzGunFLNuI1XbMpJHfcH1cT625jXXsH9zLui51KU",
-	"tJqTkdrKQQ08Xe8qjY1LHy755r37mJ0Ojl18tRKmQ/gu3Th/mOxV73lojJfx9Pf/OEXTAmZ5Kh4SdF98",
-	"th1GfSNdgUYZrValY2UCiQe1IRJWVO3aCPeq0g5smatMJB6ELQwlE9AVs1wjgTkXct9FaUgqCPdGkjtc",
-	"gvmCD5WlbqjG6yAxmxY2QCVaVnckt10Ojd1MyossHaV6RGnBhexCPS89G//wCKJiWz+IAe4XqubbLv9m",
-	"hrVZWPXl6138rVl+1ra2n1Y8Z5yEqmFqXQZAybAqAoUjWScZ+MPyQH5py8FpHJfY1Vo1Ev3MLLguUSBn",
-	"Y9k7bjGcaWK9vuapo3qgzygNQ0RWInH1R0JCt6w+W87reJc9Dx9Ge0rS6z/FzysTZZ6ZzWRmKGrxdnej",
-	"vMC/BMtTbnlcJevLnFFYgi1sn31A00nP9eFn88KX/Dk4cfOOKJ4A/KiBnQxOuhM8dovsPJ+uq8v+7wNK",
-	"Aj78Vx4fL4/vvGfPg8ymKiwrjLt7uVU6f08K1yHqD7qFdY6RwS1PbLZmvHoMzL+xslcCuSZ2mC4GjCPp",
-	"HlVx+PI6B+P9CbfGVja1LDlWmlJdu1ccszc8WbhnLIQhPwSdmTCVScnc8+aLF3vV2zsfCEYqAa796nqQ",
-	"Syk0X8ZwAHcrO+AwdMr49dlHB+RXKQ0NVNpO75Q4ZMHRcIkHxjOjSnfOdKceGunmDiXwV7eN31EFVHBy",
-	"N1bgZCN8badx3yR4PfA1TxbQe40hi+q4InOeUTJlIlWPqE3O6rjbZYR8rSKSSZtXrss+XW8M1s/P/tcP",
-	"q39q6qN4s9tGBBOqAioobZeWNEAQp14Optwm98Q0fy0TwEXeUVxQPVFZVscHr6GFhQP7Tu5UVS+q0UIw",
-	"q0VO72fSAyxMqhS8uiidqJH8rUjnkIaqbbpu1rsPUdlRSGLc7TBnsP0NX1eckjeP/UwRRl1lw3SRAb3A",
-	"Sc+OlVcrSyCUMlrbjzY9SBY9Ng+149EOX7f7J+dhmo/DdWiXDxKYe6mNNtE/yLDBuN+nY/o7aIzvlPD5",
-	"vW8kNwwQWuMaF/B1n1RUQC9sbXspeDeA/5+Iwz8CbH9OoFtZ8ln+3dDsTUXeVNtOg7i6Ja9ChSQ9iQ7I",
-	"tvj6rkxGb7tR4L66AMfD1QS21sBleYfmIMIJ+VE26hWqmgD/WPGa6hYaF6L6rdfoTbRZ93AhTQ6JexJZ",
-	"l8E3pztNhCVQLE6dzxjZo0bhVjBCzYXNQT74W2fuhZSYzQuuU39FrPneaJ99mM3KPBKX7Qe+aokPRnZV",
-	"mR1VZwToVzdHSriXCWsgmwUEAjjx7uvd/wYAAP//",
+	"ZIqnYxcQ+vFwR40qdIJHBk0L7uwUGLYsWeBDvrFVapxxPQff1w/3wngtYBjXwNQNaHZ8xN6Kn9jeyXG5",
+	"R8jlDQqlPqA+rWNrxD8aZ76QpshzpS2k4yWkgo9ROwaEXhj22vmmvat1DpWeSRLIbbmWGjaI2WQJdqHS",
+	"1mloAg1KM9fKC/pGUBaqga6I7syDBS5m83rEAWRORDehrTOSxDa0xZTM1t4SeWsdaGaCbBv4Z6Ajg//V",
+	"INbvNfVo1hqnHl378BDjGB0Hs/VzMzJvhQotTKYhwDUWUYtVFEdNOSOSXXITxS1kqy0JuL4O6KBCPL+G",
+	"gPoGLzcc6DLm2TS+i2LJZU8DT8kIw22ecUkxVRO0f4K16QDdmy6X8wjq6XU5X3/xOYTUBWWPdDlwIrSY",
+	"Mar6zfX/bQEyOEFu4iZmQrLPUtyW8FqDFYenr05fHf5wMngVR7h4bh129PKkXnAFJcWRpzkWcjtKRTZP",
+	"qhUrpBXZ5oQa4x+/HAx2GtmWHNt0TUsj6G05R6ufqiX7/PniZ3Zz0mdXGrhlwmIIwJENGmxTIHYK84J5",
+	"FoVIu2Szyut0CKfkS/BwbIXNgBY3qKyQZaioPv1y3js6fckW3Cz67MJSJ4M9RtILrEQdZhiXqTdw6GgY",
+	"sofosxHKg2aOdP1jU1WPSDl1xKpRHCa22vLakJ6u0/EW1hdyph55LFKY8SKzpJu3yeQZ41MD0rIlcEns",
+	"ZBhHiAReoHEgAv1oJzlMhUHd0hmExdGCm7GDjcdOzLY3c4HMvc0aoV6gAPnt01frPccdV+tsVRMr2BT6",
+	"BiIQR84H6tRPGipPKVEo2Sj5Z4yzz5fvCBzFQ5BoSEFawTMn5n8v0DPXkHK07P0HZZGkz0+ii9dd21Qv",
+	"NdjiLUL6TjwasbqG9e6AS3kO7mXtfQQ+UatPltvCbHCHplJR2rLES7hRDox8rJHKVbLoVtPXgG6lrigz",
+	"aouWYkdhvIb1uPNIbK7QayCaTNcSGxx63Ap9HYBnTXOZf8F4rsgZ8GThcg+cSVgxAxRMI+vR48gLi3p8",
+	"pnQCu6+9A/D8Ra1ctEKUMWIIyXZQES51WUNUmZBQgi5xtLA278SdMm7sGG3DMifRr2accgs9r967e21B",
+	"Sv62WJMqwDbMOaM+vVapLyUTYEoCxhAJBoT9rYNQC2N2n1p9kB6QJSEb2sSfnkAIOsXrKYJlqk7l9qjr",
+	"js1oTdD36pqFK3Z5vEVN0F2CdMzt5raFjuQZG5A/wxkBAUqX+IjzbnaU7NIp6BrtfGpUhqEjNVrH7PmH",
+	"F2kGW6xpJlJ0pNzYeLL8wDETM8bl+tFqqxNVrcAgu+C2TAJWLmKnyKMDUBgw3TQL42P96iCtfGCgfSAv",
+	"d9U6BPGM55p3mfNL/Mjo49OZU8a9xnK9TeaquGYmtLFNiK5ExpIFFzJIo8YbIc8uk7HcdsaVnQLGrgFy",
+	"Q1ACTYV6k8OCu+mCH2F9lmHBb6ACLgPYIRM34FBsF5Q7kODrA6HFxsduafjktOKsyBwaahSbcb0jM7DH",
+	"OINZlxJAYvhpq4R5sGmXkboCCWe+Kzvu9iUOFVNDb3SKkWfKpmIkqUsKLez6EzpM4BX1Usir7UEmKkhu",
+	"lX5hGrji3qQCKc9//vXi/Zj+O6E0ItX9OVylrvxrpmVrD8+lP+7iaApcg75nJgbjSA/fmrKkyUG9MRVr",
+	"0c/nHvshIzVkPxFVNioGg+OEGtOfrpqR/EaKPahVPSvyB+4wLCQ15cu+2qejAZNz08gXOCNfMm8rV+pC",
+	"rw6O+M3dwpJzzwuvObcUbN4zqu3eCZQT4Y1nO8wK8AZDNghSYZVmmZDXps9qlkx5cg0ypcmZMlnmrNZI",
+	"ugwjarIguUa4dnsFZ8RFP8hMEzKbMg089diAJ4XDeQphprM/kiP5hvIb5I2VBTIYcFXQ8eTbyGFYo2g4",
+	"ipygJCoFJyejKB6V0FbQgAA3ZuHWls3ucDSqFQhzr8KUiTHUjxiX2kZ2zC3Q08fW9BFUnoFDMTKRgE91",
+	"+81DN0YLsFyj0BQ68/JqhgcHc2EXxbSfqOWB26SbpPqDdKmwWVWGi7/F0Q1o47b3sD/oDyj4zUHyXETD",
+	"6Lg/6B87eGRB2uKAdMBB6ZXPoUNLvnfVkwu1qlGn2JmL1UIkC4a+JZWxuG8uakDbseBksdypEUpSfpPU",
+	"Boaeb50L2qj3PRoMdqgn2a0CpIxwt9SAuFBDko8itE94UAHVyeBwG+1qsgeNEhjqdPJwp6rs8i6OTt1S",
+	"7+9QleKG2j4afmnq+S9f777GkSmWSxSiYYTLDrVZtc4gtfPCG3pUGHxu0GQRyegrDhXIxcE3Z7/uDpxV",
+	"79VVK2FN+pcuFS9SFAvecA/3hKW0WJlVCrQsRoBLpaG2Os1q88qQbq81b5etoKyV/98MQb7GUa5Mh8x/",
+	"wGiNMjcrLSywpbpx8OW26B9tU5h5JW2Gyy3VuSt1FKYuyT8ZHLdzuaj1HRUhjeUygXgkuYsg+8yXBXmK",
+	"VKe54jo1bKX0tVMvHUftkmi/hbXr/p1PXAC4bD93LwyhCcS5f90Thx2OH+6wUZL6qKPqdqchOrzUneVO",
+	"O3f33oPqgAc6k53y/GewyaKW4DK960WLpA04HdYVFwS7lwC/RJsoc9BCpegR+HykDxoq5GOuVNqAh1Dj",
+	"oLSz08HRSLbyzPcIK63jO8poC1PsFNGSO1UltJv9v7aoHj0bi+4tndxeGHDWkgYSA2P5OgDzHnk2CE1r",
+	"yaxUq3uPgjNPB9/KAOzOnYYMXEi8VUOWgUxL8k66g5cq61qW0vxXjV0DGXBv61/4upmOvYrbjkPXzOom",
+	"B+Vlt7uvtMtUZ/cN/yzjiu16j1ZlwsoUFyTs1eXj+6yQKWjGmUNgfNLV62KZjqSz2CbId1JoIqzxmFqf",
+	"XVXknEzYQktIWSGTBZdzCudGslm1uS2rjDFOG1KbK3B3L+p7P6SLlV7SekZybxKe99vearXq4edeoTOQ",
+	"GLukk31SyL70hRR8puZC9oxdZ8B+ubr6WN4VMUPnxM8EZOi7uBwXZ85xYr4CzJffd+jysj4giu/3Ed/5",
+	"cq+yQq9KDZd4F/vZJTWpGLpVDOSif3l19Y7tHbKFKnRHGfRZdcFvCnYFINlh6QyPZECsLETbOzohUqar",
+	"pLqZh3Ypf3JTKbMX3Iqk8ppa2W5gR0shcbTQJw1wpK3ZEVPjYI2rOwHvqFLFDNkhhapCzjMYycJAn52H",
+	"uVSk5q/3ODksBfm1Kpx3adVSJDzLUHuPJOVe8Sy1eHDYzQBCrO7ngON3NDwc0L/H8qQs0qhtNBkeX6hD",
+	"2HFakLC6GDUsyBJZNpKOgWDYHuEebkEUqsxLe8+0mC+sH4J7biJplIT3VNk3wZVO2kzZIhYhCr0bc46f",
+	"wJhtaP9wU9c4uBONuOeGu3Pq7tllSs7PnBpAbuaFKR1IT9pXY5bXK3NurBMU3sx2tLjzatupqTIYz3h0",
+	"XqvlkvcMoBZCsXZlKGpWKmtScCaodiVtUd4XRWmfVArb1cBWLZ2S97g5gYNUOeoonrFcixtuYSSVBMPm",
+	"ChWYS9/3jEjBX2M0LNeA5xK3LLy+U1nRkQyUfux0l2JzbmHF17gfWhXzBZuQXWxLIhWlx77UvJvrfp7R",
+	"liD6aHDyY0fqrs3nX/k1mGryhs9Q0lyVo6v7tXpd33cg5BftWqWJ6RdXdEtsrlp5PsR4jDMIRDgTN2Bi",
+	"H00br6FqRDmIaMpZ+dpeZ6yrKeCk0MTXdb8ubDkZvGozU+kUdO+H2TF/lWyDYlsFwFvZenq6AzbhXZaf",
+	"VPrIa8rf4S7CbqFDeY3kLo4e9Edac35gjvfPqTsrvL3Gp8qh3LXBpLvvGHu2yibvve5I8XPtYbpIYQfH",
+	"P3gxgboc/2decK8ujAQ+nNcVDnfruPnuC/rd+faXoj1kTa6Rv+QwksEth83bDWyv68ZEeTPyZPDqiQzv",
+	"LosOL98Ks3G/YMUN67698Fwb0RpxUg/pIc2NkTEY6bx9sd+6URHcRCFZQqJFXjLy8ImSu1HsXbOwEQKi",
+	"i4Mt0N3hkh2+PP7xhE3XFswzsa5rlFYIQ9lltnf4km5GdF3iJE6cPvWO7ZYq95ojjcsR1VMoLfJ0EetB",
+	"bf68TJPg7krSfTBJ1TGfL9/1/GAU+TrmHL16WCeG70D8gQBKmH1uAyi/CmkpuxakZH1VUFd6NUBVytu1",
+	"BIEtgGd28Y+tubxzD2UcDQaBR5VrhXGl808NIQFnqCgrxZcpdc24u7LlwsCNkP8XP/L3hG7vBW3LRaB2",
+	"R+dwA2xspchuQIIJGVmtp2Smz5v213yZbeUoDv0hB3n+8YKlKimWQI8TCMOmQnLtVPS0EJmzL5uM++Cz",
+	"s49iXDmlmnEbz+OUkzruD6qJ9bcxr72C+5l3Re+wKGk1JyO1lYMaeLreVRoblz5c8s179zE7HRy7+Gol",
+	"TIfwXbpx/jDZqx4K0Rgv4+nv/3GKpgXM8lQ8JOi++Gw7jPpGugKNMlqtSsfKBBIPakMkrKjatRHuVaUd",
+	"2DJXmUg8CFsYSiagK2a5RgJzLuS+i9KQVBDujSR3uATzBR8qS91QjWdHYjYtbIBKtKzuSG67dRq7mZQX",
+	"WTpK9YjSggvZhXpeejb+4RFExbZ+EAPcL1TNR2P+zQxrs7Dqy9e7+Fuz/KxtbT+teM44CVXD1LoMgJJh",
+	"VQQKR7JOMvCH5YH80paD0zgusau1aiT6mVlwXaJAzsayd9xiONPEen3NU0f1QJ9RGoaIrETi6o+EhG5Z",
+	"fbac1/Euex6+uPaUpNd/ip9XJso8M5vJzFDU4u3uRvkywBIsT7nlcZWsL3NGYQm2sH32AU0nvQOIn80L",
+	"X/Ln4MTNO6J4AvCjBnYyOOlO8NgtsvN8uq4u+78PKAn48F95fLw8vvOePQ8ym6qwrDDu7uVW6fw9KVyH",
+	"qD/oFtY5Rga3PLHZmvHqlTH/eMteCeSa2GG6GDCOpHutxeHL6xyM9yfcGlvZ1LLkWGlKde1eccze8GTh",
+	"3scQhvwQdGbCVCYlc8+bT2nsVY/6fCAYqQS49qvrQS6l0HxywwHcreyAw9Ap49dnHx2QX6U0NFBpOz2A",
+	"4pAFR8MlHhjPjCrdOdOdemikmzuUwF/dNn5HFVDByd1YgZON8Bmfxn2T4FnC1zxZQO81hiyq44rMeUbJ",
+	"lIlUPaI2OavjbpcR8rWKSCZtXrku+3Q9Xli/a/tfP6z+qamP4s1uGxFMqAqooLRdWtIAQZx6OZhym9wT",
+	"0/y1TAAXeUdxQfX2ZVkdHzyzFhYO7Du5U1W9qEYLwawWOT3MSS+7MKlS8OqidKJG8rcinUMaqrbpulnv",
+	"PkRlRyGJcbfDnMH2N3xdcUrePPYzRRh1lQ3TRQb0tCe9Z1ZerSyBUMpobT/a9NJZ9Ng81I5HO3w275+c",
+	"h2m+OtehXT5IYO4JONpE/yDDBuN+n47p76AxvlPC5/c+vtwwQGiNa1zA131SUQE93bXtCeLdAP5/Ig7/",
+	"CLD9OYFuZcln+XdDszcVeVNtOw3i6pa8ChWS9CQ6INvi67syGb3tRoH76gIcD1cT2FoDl+UdmoMIJ+RH",
+	"2ahXqGoC/CvIa6pbaFyI6reeuTfRZt3DhTQ5JO6tZV0G35zuNBGWQLE4dT5jZI8ahVvBCDUXNgf54G+d",
+	"uRdSYjYvuE79FbHmQ6Z99mE2K/NIXLZfDqslPhjZVWV2VJ0RoF/dHCnhXiasgWwWEAjgxLuvd/8bAAD/",
+	"/w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

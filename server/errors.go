@@ -41,6 +41,7 @@ var statusOf = map[api.ErrorError]int{
 	api.ErrorErrorIdempotencyUnavailable: http.StatusBadRequest,
 	api.ErrorErrorRateLimited:            http.StatusTooManyRequests,
 	api.ErrorErrorReloadFailed:           http.StatusBadGateway,
+	api.ErrorErrorHeadersTooLarge:        http.StatusRequestHeaderFieldsTooLarge,
 	api.ErrorErrorNotFound:               http.StatusNotFound,
 	api.ErrorErrorMethodNotAllowed:       http.StatusMethodNotAllowed,
 	api.ErrorErrorBodyTooLarge:           http.StatusRequestEntityTooLarge,

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tokensvc/tokensvc/api"
 	"github.com/tokensvc/tokensvc/server/keys"
 )
 
@@ -65,6 +66,20 @@ func newRequestID(given string) string {
 	return hex.EncodeToString(b[:])
 }
 
+// maxHeaderBytes caps a request's headers. The HTTP server's own limit is
+// set higher, so that this one answers with the JSON error.
+const maxHeaderBytes = 32 << 10
+
+func headerBytes(h http.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
 // securityHeaders go on every answer, under their canonical names.
 var securityHeaders = map[string][]string{
 	"X-Content-Type-Options":  {"nosniff"},
@@ -96,7 +111,13 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		for k, v := range securityHeaders {
 			h[k] = v
 		}
-		if err := next(c); err != nil {
+		var err error
+		if headerBytes(r.Header) > maxHeaderBytes {
+			err = newError(api.ErrorErrorHeadersTooLarge, "request headers are larger than %d bytes", maxHeaderBytes)
+		} else {
+			err = next(c)
+		}
+		if err != nil {
 			c.Error(err) // writes the response now, so the log sees its status
 		}
 		route := ri.route

@@ -29,7 +29,7 @@ const (
 	readTimeout       = 15 * time.Second
 	writeTimeout      = 20 * time.Second
 	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 32 << 10
+	maxHeaderBytes    = 1 << 20 // the server limits headers to 32 KiB itself, with a JSON answer
 	// redisWait is how long start-up waits for an unreachable Redis.
 	redisWait = 30 * time.Second
 )
