@@ -404,6 +404,9 @@ type TokenID = string
 // BadRequest defines model for BadRequest.
 type BadRequest = Error
 
+// HeadersTooLarge defines model for HeadersTooLarge.
+type HeadersTooLarge = Error
+
 // Internal defines model for Internal.
 type Internal = Error
 
@@ -1767,6 +1770,8 @@ type AdminListKeysResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 }
@@ -1784,6 +1789,11 @@ func (r AdminListKeysResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r AdminListKeysResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r AdminListKeysResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -1829,6 +1839,8 @@ type AdminRevokeKeyTokensResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -1848,6 +1860,11 @@ func (r AdminRevokeKeyTokensResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r AdminRevokeKeyTokensResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r AdminRevokeKeyTokensResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -1898,6 +1915,8 @@ type AdminReloadResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON502 the response for an HTTP 502 `application/json` response
@@ -1917,6 +1936,11 @@ func (r AdminReloadResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r AdminReloadResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r AdminReloadResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -1965,6 +1989,8 @@ type AdminRevokeTokenResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -1979,6 +2005,11 @@ func (r AdminRevokeTokenResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r AdminRevokeTokenResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r AdminRevokeTokenResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2042,6 +2073,8 @@ type GenerateResponse struct {
 	JSON415 *Error
 	// JSON429 the response for an HTTP 429 `application/json` response
 	JSON429 *RateLimited
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -2083,6 +2116,11 @@ func (r GenerateResponse) GetJSON415() *Error {
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
 func (r GenerateResponse) GetJSON429() *RateLimited {
 	return r.JSON429
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r GenerateResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2129,11 +2167,18 @@ type HealthzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Status
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r HealthzResponse) GetJSON200() *Status {
 	return r.JSON200
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r HealthzResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetBody returns the raw response body bytes
@@ -2170,11 +2215,18 @@ type OpenapiResponse struct {
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *interface{}
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r OpenapiResponse) GetYAML200() *interface{} {
 	return r.YAML200
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r OpenapiResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetBody returns the raw response body bytes
@@ -2211,6 +2263,8 @@ type ReadyzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Status
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -2220,6 +2274,11 @@ type ReadyzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ReadyzResponse) GetJSON200() *Status {
 	return r.JSON200
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r ReadyzResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2275,6 +2334,8 @@ type RefreshResponse struct {
 	JSON403 *TokenRejected
 	// JSON429 the response for an HTTP 429 `application/json` response
 	JSON429 *RateLimited
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -2296,6 +2357,11 @@ func (r RefreshResponse) GetJSON403() *TokenRejected {
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
 func (r RefreshResponse) GetJSON429() *RateLimited {
 	return r.JSON429
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r RefreshResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2351,6 +2417,8 @@ type RevokeTokenResponse struct {
 	JSON404 *NotFound
 	// JSON429 the response for an HTTP 429 `application/json` response
 	JSON429 *RateLimited
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -2372,6 +2440,11 @@ func (r RevokeTokenResponse) GetJSON404() *NotFound {
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
 func (r RevokeTokenResponse) GetJSON429() *RateLimited {
 	return r.JSON429
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r RevokeTokenResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2429,6 +2502,8 @@ type GetTokenResponse struct {
 	JSON404 *NotFound
 	// JSON429 the response for an HTTP 429 `application/json` response
 	JSON429 *RateLimited
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -2455,6 +2530,11 @@ func (r GetTokenResponse) GetJSON404() *NotFound {
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
 func (r GetTokenResponse) GetJSON429() *RateLimited {
 	return r.JSON429
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r GetTokenResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2515,6 +2595,8 @@ type VerifyResponse struct {
 	JSON403 *TokenRejected
 	// JSON429 the response for an HTTP 429 `application/json` response
 	JSON429 *RateLimited
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -2538,6 +2620,11 @@ func (r VerifyResponse) GetJSON403() *TokenRejected {
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
 func (r VerifyResponse) GetJSON429() *RateLimited {
 	return r.JSON429
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r VerifyResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2604,6 +2691,8 @@ type VerifyBatchResponse struct {
 	JSON415 *Error
 	// JSON429 the response for an HTTP 429 `application/json` response
 	JSON429 *RateLimited
+	// JSON431 the response for an HTTP 431 `application/json` response
+	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -2642,6 +2731,11 @@ func (r VerifyBatchResponse) GetJSON415() *Error {
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
 func (r VerifyBatchResponse) GetJSON429() *RateLimited {
 	return r.JSON429
+}
+
+// GetJSON431 returns the response for an HTTP 431 `application/json` response
+func (r VerifyBatchResponse) GetJSON431() *HeadersTooLarge {
+	return r.JSON431
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2995,6 +3089,13 @@ func ParseAdminListKeysResponse(rsp *http.Response) (*AdminListKeysResponse, err
 		}
 		response.JSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3041,6 +3142,13 @@ func ParseAdminRevokeKeyTokensResponse(rsp *http.Response) (*AdminRevokeKeyToken
 			return nil, err
 		}
 		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -3096,6 +3204,13 @@ func ParseAdminReloadResponse(rsp *http.Response) (*AdminReloadResponse, error) 
 		}
 		response.JSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3145,6 +3260,13 @@ func ParseAdminRevokeTokenResponse(rsp *http.Response) (*AdminRevokeTokenRespons
 			return nil, err
 		}
 		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -3228,6 +3350,13 @@ func ParseGenerateResponse(rsp *http.Response) (*GenerateResponse, error) {
 		}
 		response.JSON429 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3281,6 +3410,13 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
+
 	}
 
 	return response, nil
@@ -3307,6 +3443,13 @@ func ParseOpenapiResponse(rsp *http.Response) (*OpenapiResponse, error) {
 		}
 		response.YAML200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
+
 	}
 
 	return response, nil
@@ -3332,6 +3475,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -3386,6 +3536,13 @@ func ParseRefreshResponse(rsp *http.Response) (*RefreshResponse, error) {
 			return nil, err
 		}
 		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -3456,6 +3613,13 @@ func ParseRevokeTokenResponse(rsp *http.Response) (*RevokeTokenResponse, error) 
 			return nil, err
 		}
 		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -3531,6 +3695,13 @@ func ParseGetTokenResponse(rsp *http.Response) (*GetTokenResponse, error) {
 		}
 		response.JSON429 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3597,6 +3768,13 @@ func ParseVerifyResponse(rsp *http.Response) (*VerifyResponse, error) {
 			return nil, err
 		}
 		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -3695,6 +3873,13 @@ func ParseVerifyBatchResponse(rsp *http.Response) (*VerifyBatchResponse, error) 
 			return nil, err
 		}
 		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest HeadersTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -4050,6 +4235,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 
 type BadRequestJSONResponse Error
 
+type HeadersTooLargeJSONResponse Error
+
 type InternalJSONResponse Error
 
 type InvalidAPIKeyJSONResponse Error
@@ -4120,6 +4307,20 @@ func (response AdminListKeys404JSONResponse) VisitAdminListKeysResponse(w http.R
 	return err
 }
 
+type AdminListKeys431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response AdminListKeys431JSONResponse) VisitAdminListKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AdminListKeys500JSONResponse struct{ InternalJSONResponse }
 
 func (response AdminListKeys500JSONResponse) VisitAdminListKeysResponse(w http.ResponseWriter) error {
@@ -4180,6 +4381,20 @@ func (response AdminRevokeKeyTokens404JSONResponse) VisitAdminRevokeKeyTokensRes
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeKeyTokens431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response AdminRevokeKeyTokens431JSONResponse) VisitAdminRevokeKeyTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4261,6 +4476,20 @@ func (response AdminReload404JSONResponse) VisitAdminReloadResponse(w http.Respo
 	return err
 }
 
+type AdminReload431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response AdminReload431JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AdminReload500JSONResponse struct{ InternalJSONResponse }
 
 func (response AdminReload500JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
@@ -4329,6 +4558,20 @@ func (response AdminRevokeToken404JSONResponse) VisitAdminRevokeTokenResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeToken431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response AdminRevokeToken431JSONResponse) VisitAdminRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4472,6 +4715,20 @@ func (response Generate429JSONResponse) VisitGenerateResponse(w http.ResponseWri
 	return err
 }
 
+type Generate431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response Generate431JSONResponse) VisitGenerateResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type Generate500JSONResponse struct{ InternalJSONResponse }
 
 func (response Generate500JSONResponse) VisitGenerateResponse(w http.ResponseWriter) error {
@@ -4521,6 +4778,20 @@ func (response Healthz200JSONResponse) VisitHealthzResponse(w http.ResponseWrite
 	return err
 }
 
+type Healthz431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response Healthz431JSONResponse) VisitHealthzResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type OpenapiRequestObject struct {
 }
 
@@ -4548,6 +4819,20 @@ func (response Openapi200ApplicationyamlResponse) VisitOpenapiResponse(w http.Re
 	return err
 }
 
+type Openapi431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response Openapi431JSONResponse) VisitOpenapiResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ReadyzRequestObject struct {
 }
 
@@ -4565,6 +4850,20 @@ func (response Readyz200JSONResponse) VisitReadyzResponse(w http.ResponseWriter)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Readyz431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response Readyz431JSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4645,6 +4944,20 @@ func (response Refresh429JSONResponse) VisitRefreshResponse(w http.ResponseWrite
 		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
 	}
 	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response Refresh431JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4734,6 +5047,20 @@ func (response RevokeToken429JSONResponse) VisitRevokeTokenResponse(w http.Respo
 		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
 	}
 	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeToken431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response RevokeToken431JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4833,6 +5160,20 @@ func (response GetToken429JSONResponse) VisitGetTokenResponse(w http.ResponseWri
 	return err
 }
 
+type GetToken431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response GetToken431JSONResponse) VisitGetTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetToken500JSONResponse struct{ InternalJSONResponse }
 
 func (response GetToken500JSONResponse) VisitGetTokenResponse(w http.ResponseWriter) error {
@@ -4919,6 +5260,20 @@ func (response Verify429JSONResponse) VisitVerifyResponse(w http.ResponseWriter)
 		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
 	}
 	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Verify431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response Verify431JSONResponse) VisitVerifyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5052,6 +5407,20 @@ func (response VerifyBatch429JSONResponse) VisitVerifyBatchResponse(w http.Respo
 		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
 	}
 	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyBatch431JSONResponse struct{ HeadersTooLargeJSONResponse }
+
+func (response VerifyBatch431JSONResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(431)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5512,109 +5881,109 @@ func (sh *strictHandler) VerifyBatch(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hztcts40u6toHi2KnYVJctfmYn8y5PJ7vgkk6QcZ/ecivJKENmSMKYALgBa1qZ87291AyRBirJlj7Oz",
-	"u7X55YhAA2g0+uPpBr5FiVrmSoK0Jhp+i3Ku+RIsaPrflboGefEz/pmCSbTIrVAyGkZXC2ATi1/HIp0w",
-	"Ls0KNKRsumaTjx8+XbGDOUjQ3MKkH8UR3PJlnkE0jE7TwfQoOZkdwiv+4/SH5GV6CiezY340PUwG6SuI",
-	"4kjgADm3iyiOJF9ir3KkKI40/L0QGtJoaHUBcWSSBSy5m7q1oLHz/3wZ9F7x3uzrt+Ojuz9FcWTXOZIx",
-	"Vgs5j+7u7pCOyZU0QOv8iaeX8PcCjMX/JUpakPQnz/NMJBxXffCbwaV/qxfzLQKtlY6GkZA3PBPpeKrS",
-	"dRRHSzCGz2niC2D4I1sWxrIpMM7+76cP75ma/gaJje7C+f9JwywaRv/noN6RA/fVHLyhgWjimxuh3dSZ",
-	"MGzJs5nSS0iHrBpaGCaVbY7MlGac0aRHEnuwvUm4iMl+jE0m1mYTJKAKy9SMTVUhUxO0xe+uKR/JSnZY",
-	"qsANmnNtgO1Npjwd+2lO9vsjiSu/kLhdPHsqy33vkN3lj8y1+v3sPZeskHCbQ2IhZTMuskJDn11Yw1Kw",
-	"XGTInEzN55DGTMINaGZA2r5bH/Ho/OPFW1j/PrniuRhfQ1O0lsIYIefI+0JeS7WS7LbHc9HDhs8jWJOK",
-	"4IQtgKegScY2B64Fws90sk8seK/sn1FknrZ6qex4Rt3DdUvFTJEsGOmEZ1jo+5AemynN7EIYlvAsA02i",
-	"XY6oVWFRmKt5+VVecgvvxFJYeOJCUU+OM0+hoT6UYksu1+URNzHTYPWaCcmOmIFEydQ8x2a3x2F7k3BS",
-	"k/0hy0HjcbYSNLuGNVOSLYW0Qs5j/DaSSSZAWsbTVIMx+B3PC6TsBrSYeTaYPrukFfAZKgpUUrJYTkEz",
-	"NRtJvyJc3oSa9c6x2QQ1Rhw5ESSFHXzcNE6fPBWr2IoLVLszpcFxTsg5GqSaX940oOaYAzHnLo4+WaXh",
-	"s+Q3XGR86jbr8dtqkMq4CMi0TYOTOWqHJytoGjNi0pwLyTKOy3yeIx2OmIrUWQay3sh0K5Yo4BsTn+yX",
-	"20ZzIakn3+ASfiPV+DQGObNemLbUV/NccMMWPGU8y0hUCgOGCctW3JDwoU5Wz8uaynTNNZfWWdFCphn0",
-	"2YTmPWGGrw1bLdbDkawNIXaesD2vHOPaEseVllSawW2OzsuQRrAqS0eS46GK0XNKwYi53I9LzwoZM2F7",
-	"whq3cM0lGuK6gYYbdQ3pZCT3/J8x45mSgEOthF04xmFbg+YbKQVHeD8eyYnSYi7kGHUazzK1oiE5m2q1",
-	"MqBJDbKZVkuGg1Nb4ok/+khmJCueEQWcnwFjhJJjv14iqWGmwSxYzo3j65LfimWxxGNPrVkmZoAiWHoI",
-	"nyUv7EJp8Y+nSlgRUthiPVdayTn7f73zdClk7+qZzArZzwbRLTbUDb83CadKhqWag3dRbbIInFSepgKH",
-	"4tlHrXLQVqArO+OZgTjKg5++uWNmOpx4JxhWOQ29PmPcsqXyu5MoORPzAr36hOds73AwYIXMULXXn/Yb",
-	"3v2XaDqdHf44OzrsHaeDtHfCT5Le9OXpoPcqOTxJTwY/nCYwiL7GkbCwpBkt+e07kHO7iIaHRz9ueOpx",
-	"tBTywjU+rL5yrfk6cl58GQ18KZf5tWpWO9meec7jfyT3NJgic8FRNev7JKIcq8ho6HunXNK+b85I56EZ",
-	"N/f1jbAL0GxCmmniFAHu6MQpsol3amyzBZeVgktUCowbNvnLmyt24IRjwlaqyFJvLHDbm2xytB9kjmt1",
-	"F5cn9FsEslgiLxqaFGO20Dg09F0UR5taK+BhLTxEMbDyU6Uy4HJjH1y7zl2oltW9AS4I3Tz6dRztjG3q",
-	"mey08ZChsxXEYxg8GDRnNzwrwIykkElWpJA6zyfQbKgkUJ5y8ZYCgpmguPog1Xwl5NwczDKldO+wn67m",
-	"6OiAvkEfKYKidxjFUWFAX6SoGQ3o3slRIKJ+0XF025urnv8RdWv/kq9+9ZrzLo7elDv3iENU7XYrvGLG",
-	"on/hJA5971yrueZLMxzJHmuEjUPGa66iBHtt2ow1+9SvEcruHgrjDJZ0OqYa+LVhnJkFz4GRG9wkjZHv",
-	"cCNAbilOFy83O5YRkptW6FF3xlatUcmQuK7OX6k7PeBzOEKBZxFQedH0MMKmpY8RtCYOYay79nPYdC1i",
-	"ctF8X0euw9HALX3I0QgZ1PQzHNm2p4E0t3karO1oOBKefxVzZ0qvuE4ZHjU2VxYDQLdQTkOzvZPB4b7f",
-	"mBSWubIgk/UYNz4TCYmqZBf1l95bwNAKuV7qWkUqGoWSuInsc0OATEuOhbRDZ3y4QVsCpIZdfXj75v2n",
-	"v74eX/z85tePH67evH/9/8ef3ry+fHPlhr2EVHhpbHgbbm85uiobUlW5KK5fIyocso0A9YwZABaEZ74b",
-	"ZIqnYxcQ+vFwR40qdIJHBk0L7uwUGLYsWeBDvrFVapxxPQff1w/3wngtYBjXwNQNaHZ8xN6Kn9jeyXG5",
-	"R8jlDQqlPqA+rWNrxD8aZ76QpshzpS2k4yWkgo9ROwaEXhj22vmmvat1DpWeSRLIbbmWGjaI2WQJdqHS",
-	"1mloAg1KM9fKC/pGUBaqga6I7syDBS5m83rEAWRORDehrTOSxDa0xZTM1t4SeWsdaGaCbBv4Z6Ajg//V",
-	"INbvNfVo1hqnHl378BDjGB0Hs/VzMzJvhQotTKYhwDUWUYtVFEdNOSOSXXITxS1kqy0JuL4O6KBCPL+G",
-	"gPoGLzcc6DLm2TS+i2LJZU8DT8kIw22ecUkxVRO0f4K16QDdmy6X8wjq6XU5X3/xOYTUBWWPdDlwIrSY",
-	"Mar6zfX/bQEyOEFu4iZmQrLPUtyW8FqDFYenr05fHf5wMngVR7h4bh129PKkXnAFJcWRpzkWcjtKRTZP",
-	"qhUrpBXZ5oQa4x+/HAx2GtmWHNt0TUsj6G05R6ufqiX7/PniZ3Zz0mdXGrhlwmIIwJENGmxTIHYK84J5",
-	"FoVIu2Szyut0CKfkS/BwbIXNgBY3qKyQZaioPv1y3js6fckW3Cz67MJSJ4M9RtILrEQdZhiXqTdw6GgY",
-	"sofosxHKg2aOdP1jU1WPSDl1xKpRHCa22vLakJ6u0/EW1hdyph55LFKY8SKzpJu3yeQZ41MD0rIlcEns",
-	"ZBhHiAReoHEgAv1oJzlMhUHd0hmExdGCm7GDjcdOzLY3c4HMvc0aoV6gAPnt01frPccdV+tsVRMr2BT6",
-	"BiIQR84H6tRPGipPKVEo2Sj5Z4yzz5fvCBzFQ5BoSEFawTMn5n8v0DPXkHK07P0HZZGkz0+ii9dd21Qv",
-	"NdjiLUL6TjwasbqG9e6AS3kO7mXtfQQ+UatPltvCbHCHplJR2rLES7hRDox8rJHKVbLoVtPXgG6lrigz",
-	"aouWYkdhvIb1uPNIbK7QayCaTNcSGxx63Ap9HYBnTXOZf8F4rsgZ8GThcg+cSVgxAxRMI+vR48gLi3p8",
-	"pnQCu6+9A/D8Ra1ctEKUMWIIyXZQES51WUNUmZBQgi5xtLA278SdMm7sGG3DMifRr2accgs9r967e21B",
-	"Sv62WJMqwDbMOaM+vVapLyUTYEoCxhAJBoT9rYNQC2N2n1p9kB6QJSEb2sSfnkAIOsXrKYJlqk7l9qjr",
-	"js1oTdD36pqFK3Z5vEVN0F2CdMzt5raFjuQZG5A/wxkBAUqX+IjzbnaU7NIp6BrtfGpUhqEjNVrH7PmH",
-	"F2kGW6xpJlJ0pNzYeLL8wDETM8bl+tFqqxNVrcAgu+C2TAJWLmKnyKMDUBgw3TQL42P96iCtfGCgfSAv",
-	"d9U6BPGM55p3mfNL/Mjo49OZU8a9xnK9TeaquGYmtLFNiK5ExpIFFzJIo8YbIc8uk7HcdsaVnQLGrgFy",
-	"Q1ACTYV6k8OCu+mCH2F9lmHBb6ACLgPYIRM34FBsF5Q7kODrA6HFxsduafjktOKsyBwaahSbcb0jM7DH",
-	"OINZlxJAYvhpq4R5sGmXkboCCWe+Kzvu9iUOFVNDb3SKkWfKpmIkqUsKLez6EzpM4BX1Usir7UEmKkhu",
-	"lX5hGrji3qQCKc9//vXi/Zj+O6E0ItX9OVylrvxrpmVrD8+lP+7iaApcg75nJgbjSA/fmrKkyUG9MRVr",
-	"0c/nHvshIzVkPxFVNioGg+OEGtOfrpqR/EaKPahVPSvyB+4wLCQ15cu+2qejAZNz08gXOCNfMm8rV+pC",
-	"rw6O+M3dwpJzzwuvObcUbN4zqu3eCZQT4Y1nO8wK8AZDNghSYZVmmZDXps9qlkx5cg0ypcmZMlnmrNZI",
-	"ugwjarIguUa4dnsFZ8RFP8hMEzKbMg089diAJ4XDeQphprM/kiP5hvIb5I2VBTIYcFXQ8eTbyGFYo2g4",
-	"ipygJCoFJyejKB6V0FbQgAA3ZuHWls3ucDSqFQhzr8KUiTHUjxiX2kZ2zC3Q08fW9BFUnoFDMTKRgE91",
-	"+81DN0YLsFyj0BQ68/JqhgcHc2EXxbSfqOWB26SbpPqDdKmwWVWGi7/F0Q1o47b3sD/oDyj4zUHyXETD",
-	"6Lg/6B87eGRB2uKAdMBB6ZXPoUNLvnfVkwu1qlGn2JmL1UIkC4a+JZWxuG8uakDbseBksdypEUpSfpPU",
-	"Boaeb50L2qj3PRoMdqgn2a0CpIxwt9SAuFBDko8itE94UAHVyeBwG+1qsgeNEhjqdPJwp6rs8i6OTt1S",
-	"7+9QleKG2j4afmnq+S9f777GkSmWSxSiYYTLDrVZtc4gtfPCG3pUGHxu0GQRyegrDhXIxcE3Z7/uDpxV",
-	"79VVK2FN+pcuFS9SFAvecA/3hKW0WJlVCrQsRoBLpaG2Os1q88qQbq81b5etoKyV/98MQb7GUa5Mh8x/",
-	"wGiNMjcrLSywpbpx8OW26B9tU5h5JW2Gyy3VuSt1FKYuyT8ZHLdzuaj1HRUhjeUygXgkuYsg+8yXBXmK",
-	"VKe54jo1bKX0tVMvHUftkmi/hbXr/p1PXAC4bD93LwyhCcS5f90Thx2OH+6wUZL6qKPqdqchOrzUneVO",
-	"O3f33oPqgAc6k53y/GewyaKW4DK960WLpA04HdYVFwS7lwC/RJsoc9BCpegR+HykDxoq5GOuVNqAh1Dj",
-	"oLSz08HRSLbyzPcIK63jO8poC1PsFNGSO1UltJv9v7aoHj0bi+4tndxeGHDWkgYSA2P5OgDzHnk2CE1r",
-	"yaxUq3uPgjNPB9/KAOzOnYYMXEi8VUOWgUxL8k66g5cq61qW0vxXjV0DGXBv61/4upmOvYrbjkPXzOom",
-	"B+Vlt7uvtMtUZ/cN/yzjiu16j1ZlwsoUFyTs1eXj+6yQKWjGmUNgfNLV62KZjqSz2CbId1JoIqzxmFqf",
-	"XVXknEzYQktIWSGTBZdzCudGslm1uS2rjDFOG1KbK3B3L+p7P6SLlV7SekZybxKe99vearXq4edeoTOQ",
-	"GLukk31SyL70hRR8puZC9oxdZ8B+ubr6WN4VMUPnxM8EZOi7uBwXZ85xYr4CzJffd+jysj4giu/3Ed/5",
-	"cq+yQq9KDZd4F/vZJTWpGLpVDOSif3l19Y7tHbKFKnRHGfRZdcFvCnYFINlh6QyPZECsLETbOzohUqar",
-	"pLqZh3Ypf3JTKbMX3Iqk8ppa2W5gR0shcbTQJw1wpK3ZEVPjYI2rOwHvqFLFDNkhhapCzjMYycJAn52H",
-	"uVSk5q/3ODksBfm1Kpx3adVSJDzLUHuPJOVe8Sy1eHDYzQBCrO7ngON3NDwc0L/H8qQs0qhtNBkeX6hD",
-	"2HFakLC6GDUsyBJZNpKOgWDYHuEebkEUqsxLe8+0mC+sH4J7biJplIT3VNk3wZVO2kzZIhYhCr0bc46f",
-	"wJhtaP9wU9c4uBONuOeGu3Pq7tllSs7PnBpAbuaFKR1IT9pXY5bXK3NurBMU3sx2tLjzatupqTIYz3h0",
-	"XqvlkvcMoBZCsXZlKGpWKmtScCaodiVtUd4XRWmfVArb1cBWLZ2S97g5gYNUOeoonrFcixtuYSSVBMPm",
-	"ChWYS9/3jEjBX2M0LNeA5xK3LLy+U1nRkQyUfux0l2JzbmHF17gfWhXzBZuQXWxLIhWlx77UvJvrfp7R",
-	"liD6aHDyY0fqrs3nX/k1mGryhs9Q0lyVo6v7tXpd33cg5BftWqWJ6RdXdEtsrlp5PsR4jDMIRDgTN2Bi",
-	"H00br6FqRDmIaMpZ+dpeZ6yrKeCk0MTXdb8ubDkZvGozU+kUdO+H2TF/lWyDYlsFwFvZenq6AzbhXZaf",
-	"VPrIa8rf4S7CbqFDeY3kLo4e9Edac35gjvfPqTsrvL3Gp8qh3LXBpLvvGHu2yibvve5I8XPtYbpIYQfH",
-	"P3gxgboc/2decK8ujAQ+nNcVDnfruPnuC/rd+faXoj1kTa6Rv+QwksEth83bDWyv68ZEeTPyZPDqiQzv",
-	"LosOL98Ks3G/YMUN67698Fwb0RpxUg/pIc2NkTEY6bx9sd+6URHcRCFZQqJFXjLy8ImSu1HsXbOwEQKi",
-	"i4Mt0N3hkh2+PP7xhE3XFswzsa5rlFYIQ9lltnf4km5GdF3iJE6cPvWO7ZYq95ojjcsR1VMoLfJ0EetB",
-	"bf68TJPg7krSfTBJ1TGfL9/1/GAU+TrmHL16WCeG70D8gQBKmH1uAyi/CmkpuxakZH1VUFd6NUBVytu1",
-	"BIEtgGd28Y+tubxzD2UcDQaBR5VrhXGl808NIQFnqCgrxZcpdc24u7LlwsCNkP8XP/L3hG7vBW3LRaB2",
-	"R+dwA2xspchuQIIJGVmtp2Smz5v213yZbeUoDv0hB3n+8YKlKimWQI8TCMOmQnLtVPS0EJmzL5uM++Cz",
-	"s49iXDmlmnEbz+OUkzruD6qJ9bcxr72C+5l3Re+wKGk1JyO1lYMaeLreVRoblz5c8s179zE7HRy7+Gol",
-	"TIfwXbpx/jDZqx4K0Rgv4+nv/3GKpgXM8lQ8JOi++Gw7jPpGugKNMlqtSsfKBBIPakMkrKjatRHuVaUd",
-	"2DJXmUg8CFsYSiagK2a5RgJzLuS+i9KQVBDujSR3uATzBR8qS91QjWdHYjYtbIBKtKzuSG67dRq7mZQX",
-	"WTpK9YjSggvZhXpeejb+4RFExbZ+EAPcL1TNR2P+zQxrs7Dqy9e7+Fuz/KxtbT+teM44CVXD1LoMgJJh",
-	"VQQKR7JOMvCH5YH80paD0zgusau1aiT6mVlwXaJAzsayd9xiONPEen3NU0f1QJ9RGoaIrETi6o+EhG5Z",
-	"fbac1/Euex6+uPaUpNd/ip9XJso8M5vJzFDU4u3uRvkywBIsT7nlcZWsL3NGYQm2sH32AU0nvQOIn80L",
-	"X/Ln4MTNO6J4AvCjBnYyOOlO8NgtsvN8uq4u+78PKAn48F95fLw8vvOePQ8ym6qwrDDu7uVW6fw9KVyH",
-	"qD/oFtY5Rga3PLHZmvHqlTH/eMteCeSa2GG6GDCOpHutxeHL6xyM9yfcGlvZ1LLkWGlKde1eccze8GTh",
-	"3scQhvwQdGbCVCYlc8+bT2nsVY/6fCAYqQS49qvrQS6l0HxywwHcreyAw9Ap49dnHx2QX6U0NFBpOz2A",
-	"4pAFR8MlHhjPjCrdOdOdemikmzuUwF/dNn5HFVDByd1YgZON8Bmfxn2T4FnC1zxZQO81hiyq44rMeUbJ",
-	"lIlUPaI2OavjbpcR8rWKSCZtXrku+3Q9Xli/a/tfP6z+qamP4s1uGxFMqAqooLRdWtIAQZx6OZhym9wT",
-	"0/y1TAAXeUdxQfX2ZVkdHzyzFhYO7Du5U1W9qEYLwawWOT3MSS+7MKlS8OqidKJG8rcinUMaqrbpulnv",
-	"PkRlRyGJcbfDnMH2N3xdcUrePPYzRRh1lQ3TRQb0tCe9Z1ZerSyBUMpobT/a9NJZ9Ng81I5HO3w275+c",
-	"h2m+OtehXT5IYO4JONpE/yDDBuN+n47p76AxvlPC5/c+vtwwQGiNa1zA131SUQE93bXtCeLdAP5/Ig7/",
-	"CLD9OYFuZcln+XdDszcVeVNtOw3i6pa8ChWS9CQ6INvi67syGb3tRoH76gIcD1cT2FoDl+UdmoMIJ+RH",
-	"2ahXqGoC/CvIa6pbaFyI6reeuTfRZt3DhTQ5JO6tZV0G35zuNBGWQLE4dT5jZI8ahVvBCDUXNgf54G+d",
-	"uRdSYjYvuE79FbHmQ6Z99mE2K/NIXLZfDqslPhjZVWV2VJ0RoF/dHCnhXiasgWwWEAjgxLuvd/8bAAD/",
-	"/w==",
+	"7F17c9s4kv8qKN5Wxa6iZPmVmch/eTLZHV8yyZTj7N5VlJMgsiVhTAFcALSsTfm7X3UDJEGKsmXH2a19",
+	"zF+OiGej0Y9fd2O+Rola5kqCtCYafo1yrvkSLGj615W6BnnxM/6Zgkm0yK1QMhpGVwtgE4tfxyKdMC7N",
+	"CjSkbLpmk98+fLxiB3OQoLmFST+KI7jlyzyDaBidpoPpUXIyO4RX/MfpD8nL9BROZsf8aHqYDNJXEMWR",
+	"wAlybhdRHEm+xF7lTFEcafhrITSk0dDqAuLIJAtYcrd0a0Fj5//7POi94r3Zl6/HR3d/iOLIrnMcxlgt",
+	"5Dy6u7vDcUyupAHa5088vYS/FmAs/itR0oKkP3meZyLhuOuD3w1u/Wu9ma8RaK10NIyEvOGZSMdTla6j",
+	"OFqCMXxOC18Awx/ZsjCWTYFx9t8fP7xnavo7JDa6C9f/Bw2zaBj910F9Igfuqzl4QxPRwjcPQrulM2HY",
+	"kmczpZeQDlk1tTBMKtucmSnNOKNFjyT2YHuTcBOT/RibTKzNJjiAKixTMzZVhUxN0Ba/u6Z8JCveYakC",
+	"N2nOtQG2N5nydOyXOdnvjyTu/BfgKWhzpdQ7rufwNMov3CBjq9Q4o2FC8peU8a0Y18ColWZ2wSU7Pvrh",
+	"5Y9surZgnvcsXpjGnOoGNDs+Ym/FT2xvsrHmyX4fp7+QyL88eyoP+t4hAcofmWv17Xs8l6yQcJtDYiFl",
+	"My6yQkOfXVjDUrBcZMgtmZrPIY2ZBNy3AWn9/ohpzn+7eAvrb7toPBfja2jetaUwRsg5MmMhr6VaSXbb",
+	"47noYcPnOd1JNeDEny9dus2J6xviV+qP+L2yf8Q79LTdS2XHM+oe7lsqZopkwUhIPsNG34fjsZnCuyIM",
+	"S3iWgaa7Xs6oVWHxdlfr8ru85BbeiaWw8MSNouIYZ36EhjxVii25XJf3zMRMg9VrJiQ7YgYSJdNnucrt",
+	"edjeJFzUZH/IctAo36wEza5hzZRkSyGtkPMYv41kkgmQlvE01WAMfsf7Aim7AS1mngymzy5pB3xmSSwB",
+	"k8VyCpqp2Uj6HeH2JtSsd47NJihC41L44S6Dj5va+qMfxSq24gL10ExpcJQTco4auqaX15UoOeZAxLmL",
+	"o49Wafgk+Q0XGZ9mTxTWBkcZF8EwbV3peI7a4c0KmsaMiDTnQrKM4zaf50qHM6YidaqSzBkkuhVLZPCN",
+	"hU/2y2OjtRDXk7F0Cb+TaHwagZydU5g211frXHDDFjxlPMuIVQoDhgnLVtwQ86FMVs9LmkqXzzWX1pkV",
+	"hUwz6LMJrXvCDF8btlqshyNZWwbYecL2vHCMa9MkrqSk0gxuc7TmhjSDVVk6khwvVYymZApGzOV+XJqa",
+	"SJgJ2xPWuI1rLtEyqRtouFHXkE5Gcs//GTOeKQk41UrYhSMctjVoz+BIwRXej0dyorSYCzlGmcazTK1o",
+	"Ss6mWq0MaBKDbKbVkuHk1JZo4q8+DjOSFc1oBFyfAWOEkmO/XxpSw0yDWbCcG0fXJb8Vy2KJ155as0zM",
+	"AFmwNJk+SV7YhdLib0/lsCIcYYv2XGkl5+x/eufpUsje1TOpFdKfjUG36FA3/d4kXCoplmoN3ma3ySKw",
+	"2nmaCpyKZ79plYO2Am37Gc8MxFEe/PTVXTPT4dU4xrDKSej1GeOWLZU/nUTJmZgX6OYkPGd7h4MBK2SG",
+	"or3+tN9wdz5H0+ns8MfZ0WHvOB2kvRN+kvSmL08HvVfJ4Ul6MvjhNIFB9CWOhIUlrWjJb9+BnNtFNDw8",
+	"+nHDdYmjpZAXrvFh9ZVrzdeRc2tK9+hzuc0vVbPa6/DEcy7QI6mnwRSZ8xarVd/HEeVcRUZT37vkcuz7",
+	"1ozjPLTi5rm+EXYBmk1IMk2cIMATnThBNvFGjW224LIScIlKgXHDJn96c8UOHHNM2EoVWeqVBR57k0xu",
+	"7AeJ41rdxeUN/RqBLJZIi4YkRSc2VA4NeRfF0abUCmhYMw+NGGj5qVIZcLlxDq5d5ylU2+o+AOeVb179",
+	"Glhwyjb1RHbSeMjQ2AocVHQeDKqzG54VYEZSyCQrUkid5RNINhQSyE+5eEsOwUwQ0HCQar4Scm4OZplS",
+	"unfYT1dzNHRA36CNFEHRO4ziqDCgL1KUjAZ07+QoYFG/6Ti67c1Vz/+IsrV/yVe/esl5F0dvypN7xCWq",
+	"TrvlXjFj0b5wHIe2d67VXPOlGY5kjzX86CHjNVWRg700bTrfferX8O13xwZwBUu6HVMN/NowzsyC58DI",
+	"DG4ObW02GW4gBi3B6QCEZsfSQ3LLCi3qTt+qNSspEtfV2St1pwdsDjdQYFkEo7xoWhhh09LGCFoThdDX",
+	"Xfs1bJoWMZlovq8brsPQwCN9yNAICdS0M9ywbUsDx9xmabC2oeGG8PSriDtTesV1yvCqsbmy6AC6jXKa",
+	"mu2dDA73/cGksMyVBZmsx3jwmUiIVSW7qL/03gK6Vkj1UtYqEtHIlERNJJ+bAmRaUiwcOzTGhxtjS4DU",
+	"sKsPb9+8//jn1+OLn9/8+tuHqzfvX//v+OOb15dvrty0l5AKz40Na8OdLUdTZYOrKhPF9Wt4hUO24aCe",
+	"MQPAAvfMd4NM8XTsHEI/H56oUYVO8MqgasGTnQLDliUJNrEj13cH3OnkuDwjpPLGCKU8oD6ta2vE3xp3",
+	"vpCmyHOlLaTjJaSCj1E6BgO9MOy1s017V+scKjmTJJDbci81bBCzyRLsQqWt29AEGpRmrpVn9A2nLBQD",
+	"XR7dmQcLnM/m5YgDyByLbkJbZ8SJbWiLKZmtvSby2jqQzIRhNwDhQEYG/6pBrG9V9ajWGrceTfvwEuMc",
+	"HRez9XPTM2+5Ci1MpsHANRbRAGKbfEZDdvFNFLeQrTYn4P46oIMK8fwSRhg2aLlhQJc+z6byXRRLLnsa",
+	"eEpKGG7zjEvyqZpRjCdom44oRNPkchZBvbwu4+tPPqiSOqfskSYHLoQ2M0ZRv7n/vyxABjfILdzETEj2",
+	"SYrbEl5rkOLw9NXpq8MfTgav4gg3z63Djl6e1BuuoKQ48mOOhdyOUpHOk2rFCmlFtrmgxvzHLweDnWa2",
+	"JcU2TdNSCXpdzlHrp2rJPn26+JndnPTZlQZumbDoAnAkgwbbZIid3LxgnUUh0i7erAJdHcwp+RI8HFth",
+	"M6DFDQorJBkKqo+/nPeOTl+yBTeLPruw1Mlgj5H0DCtRhhnGZeoVHBoahvQh2myE8qCaI1n/2NjdI2Jw",
+	"Hb5qFIeRvja/Nrin63a8hfWFnKlHXosUZrzILMnmbTx5xvjUgLRsCVwSORn6ESKBF6gcaIB+tBMfpsKg",
+	"bOl0wuJowc3YwcZjx2bbmzlH5t5mDVcvEID89um79Zbjjrt1uqqJFWwyfQMRiCNnA3XKJw2VpZQo5Gzk",
+	"/DPG2afLdwSO4iVINKQgreCZY/O/FmiZa0g5avb+g7xI3OcX0UXrrmOqtxoc8RYmfScejVhdw3p3wKW8",
+	"B/eS9r4BPlKrj5bbwmxQh5ZSjbRli5dwoxwY+Vgllatk0S2mrwHNSl2NzKgtaoodmfEa1uPOK7G5Qy+B",
+	"aDFdW2xQ6HE79IkRnjTNbf4J/bkiZ8CThYs9cCZhxQyQM42kR4sjLyzK8ZnSCey+9w7A8xe1ct4KjYwe",
+	"QzhsxyjChS5riCoTEkrQJY4W1uaduFPGjR2jbljmxPrVilNuoefFe3evLUjJXxZrEgXYhjlj1IfXKvGl",
+	"ZAJMSUAfIkGHsL91EmphzO5Lqy/SA7wkZEOa+NsTMEEnez2FsUzVqTwedd1xGK0F+l5dq3DZP4/XqAma",
+	"S5COud08ttCQPGMDsmc4IyBA6RIfcdbNjpxdGgVds51PjcrQdaRG65g9//QizWCLNs1EioaUmxtvlp84",
+	"ZmLGuFw/Wmx1oqoVGGQX3JZBwMpE7GR5NAAKA6Z7zMJ4X7+6SCvvGGjvyMtdpQ5BPOO55l3q/BI/Mvr4",
+	"dOKUfq+xXG/jucqvmQltbBOiK5GxZMGFDMKo8YbLs8tiLLedfmUng7FrgNwQlEBLod5ksOBpOudHWB9l",
+	"WPAbqIDLAHbIxA04FNs55Q4k+PKAa7HxsZsbPjqpOCsyh4YaxWZc70gM7DHOYNYlBHAw/LSVwzzYtMtM",
+	"XY6EU9+VHnfnEoeCqSE3OtnIE2VTMBLXJYUWdv0RDSbwgnop5NV2JxMFJLdKvzANXHFvUoGU5z//evF+",
+	"TP+cUBiREiEdrlKnQjbDsrWF58Ifd3E0Ba5B37MSg36kh29NmdLkoN6YkrXo53OP/ZCSGrKfaFQ2KgaD",
+	"44Qa058uvZPsRvI9qFW9KrIH7tAtJDHl077at6MBk3PTiBc4JV8SbytV6kSvDor4w91CknNPCy85t2Sw",
+	"3jOr7T4J5BPhlWfbzQrwBkM6CFJhlWaZkNemz2qSTHlyDTKlxZkyWOa01ki6CCNKsiC4Rrh2ewdnREU/",
+	"yUwTMpsyDTz12IAfCqfzI4SRzv5IjuQbim+QNVYmyKDDVUHHk68jh2GNouEocoySqBQcn4yieFRCW0ED",
+	"AtyYhVtbNrvD2ShXIIy9ClMGxlA+ol9qG9Ext0E/Pramj6DyDByKkYkEfKjbHx6aMVqA5RqZptCZ51cz",
+	"PDiYC7sopv1ELQ/cId0k1R8kS4XNqrxk/C2ObkAbd7yH/UF/QM5vDpLnIhpGx/1B/9jBIwuSFgckAw5K",
+	"q3wOHVLyvcueXKhVjTrFTl2sFiJZMLQtKY3FfXNeA+qOBSeN5W6NUJLimyQ20PV860zQRgL00WCwQz7J",
+	"bhkgpYe7JQfEuRqSbBShfcCDEqhOBofbxq4We9BIgaFOJw93qtIuscPxDrO0c5Pv4ujUkej+flUKb6gl",
+	"ouHnpn74/OXuSxyZYrlE5htGSK5QClb0CUJCL7yBgIKGzw2qOhoy+oJTBfx08NXpvbsDZw306myXMLn/",
+	"c5dqECmyE2+YlXvCUjitjEYF0hk9x6XSUGurZtp+pYC3J+23012QR8t/b7ouX+IoV6bjrnxAL48iPist",
+	"LLClunGw5zbUAHVaGLElKYjbLdWAS5EUpq5tOBkct2PAqC3cKEIay2UC8Uhy53n2mU8n8iNSfueK69Sw",
+	"ldLXTix1XNFLGvstrF3373xTA6Bm+319YQiFIMr9691U7HD8cIeNFNhHXXF3qg2W46WsLjnEmdf3XnAH",
+	"dNBd7rwHfwSbLGrOL8PJniWJS4HTJV9xQTB/GVCQqINlDlqoFC0QH//0TkqFtMyVShtwFEoqvCXsdHA0",
+	"kq249j1MTvv4jrzdwjA7WbukTpV57Vb/r8niR89G2ntTPLcnMJy1uIjYx1i+DkDHR94pQv1avC7V6t4r",
+	"5NThwdfSUbxztygD57pvlcilw9Xi2JNuJ6uKDpcpP/8Rm98gNtHQ8DbJC58X1HHGcdvA6VpZ3eSgrG68",
+	"+0LcQXmEX/HP0m/aLmdpVybMvHFO0F6dHr/PCpmCZpw5hMkHlb3sl+lIOsvCBPFccr2ENR4z7LOrajjH",
+	"S7bQElJWyGTB5Zzc1ZFsZqVui5qjD9eGDOcKXG1JXddEsl/pJe1nJPcmoZy47a1Wqx5+7hU6A4m+WTrZ",
+	"JwXgU3tIoWRqLmTP2HUG7Jerq9/KWhgzdE7KTECGNpaL4XHmDDzmM9x8eUGH7ijzH6L4flv2nU9nKzMQ",
+	"q9B3ieexn13QlpK9W8lODt2QV1fv2N4hW6hCd6R5n1UVnVOwKwDJDkujfSSDwcpEu72jExrKdKWMN+Ps",
+	"LqWBzGmKXAZlsJQ+VAvpDWxsKSTOFtrOAU62NfpjapyvUZoU0I4yccyQHZIrLuQ8g5EsDPTZeRgrxtF8",
+	"+ZLjw5KRX6vCWcFWLUXCswyl/khSbBnvUosGh90EIETufgo4ekfDwwH991ialEkotU1ACssnIhE2nhbE",
+	"rM4HDxPORJaNpCMgGLZHuI7bELlU89K+YFrMF9ZPwT01cWjkhPeUuTjBnU7aRNnCFiHKvhtxjp9AmG3R",
+	"jOGmrHFwLip/Tw1XZOzqCDMl52dODCA188KUBqsf2mebluWjOTfWMQpvRnNa1Hm17dZUEZpnvDqv1XLJ",
+	"ewZQCiFbuzQbNSuFNQk4E2TzkrQo62GR2yeVwHY5vlVLJ+R9XIDAT8qMdSOesVyLG25hJJUEw+YKBZhL",
+	"T+gZkYIv0zQs14D3Eo8sLE+qtOhIBkI/drJLsTm3sOJrPA+tivmCTUgvtjmRku5jn0rfTXW/zmiLs380",
+	"OPmxIzTZpvOv/BpMtXjDZ8hpLovT5TVbva7rOQjZRr1WSWL6xSUVE5mrVp4OMV7jDAIWzsQNmNh7/cZL",
+	"qBoxDzyoclU+d9kp62oJuChU8XVes3OTTgav2sRUOgXd+2F2zF8l26DmVoLzVrKenu6AoXiT5SeVPrIM",
+	"+zvUWuzmcpRlMndx9KA90lrzA2u8f03dUe/tOUxVjOiuDXrdfUdft5UWem85J/nrtYXpPIwdDP/giQzq",
+	"cvyvWcBfFcQENpyXFQ4f7Kjs9wUL7n77om8PyZNp5Is4RjKo4tis3mB7XRUhZeXnyeDVEwnenfYdFhcL",
+	"s1E/seKGdVdnPNdBtGac1FN66HVjZnRGOqtL9lsVI0GlDfESDlrkJSEPn8i5G8nsm8+MlFI+fGLk8OXx",
+	"jyfP+sRI1ywtF4ai52zv8CVVfnQVqRIlTp9aQ7wli7+mSKP4o3r7pjU8FZo9KM2fl2gSXC0o1btJyv75",
+	"dPmu5ycjz9cR5+jVwzIxfOfinxB4CaPybeDlVyEtRR2DULXPluoKOwdoTFl1TJDbAnhmF3/bGuM89xDI",
+	"0WAQWGK5VuiPOrvWEIJwhgK2EpiZUteMu1I25z5uQAW/+Jm/J8R8L7hcbgK1AhqV/aezSPPgWqHDG5Bg",
+	"wgOo6FAego9D99d8mW09CVzyhxzk+W8XLFVJsQR67EEYNhWSa6cSpoXInD7bJPgHH+1+FMHLJdUE33hu",
+	"qFzUcX9QLay/jejtHXwfol/RezhKWs1JmW6lvAaernfl/kbxjQtmei8kZqeDY+cHroTpYPZLN88/jNer",
+	"B1s0+vUobfr/fAKxBTzzVDx0sXzy4HaY+I10CTalN16l/pUBOR7k9khYUbZyw52tUnOwZa4ykXiQuTAU",
+	"ZEFT03KNA8y5kPvOC8WhAnd2JLnDXZhP2FFZ6qZqPBsTs2lhA9SlZVWM5Laq4ditpCxE6ki1pJEWXMgu",
+	"VPfSk/Ef7iFVZOsHPs79TNV89OffxHBoJtR9/nIXf22mHbatiY8rnjNOzNgwJVxkRMkwqwWZKlknGfhL",
+	"9kC8bsuFa1yz2OXYNRI1mFlwXaJjzoZg77hFN6+Jgftct47sjz6j8BQNshKJyzsTErp5/NliiMe7nHn4",
+	"0t6Tgoj/5vZvGXj0h9AMKocsGm83p8qXJJZgecotj6tkizIGF6bsC9tnH1DF00Oa+Nm88CmiDp7drCnG",
+	"m4MfNbCTwUl3wMxu4bnnk611mch9wFNAh//w8d+Pj995T4kHEWZVWFYYV+O7lau/JZTuIhsPmr11rJfB",
+	"LU9stma8es3OPxK0VwLqJnbYOjruI+leBXI4/zoH4+0et8dWVLtMbVeaQo67Z7azNzxZuHdYhCF7CY2u",
+	"MKRMQfXz5pMte9XjUR8IziuBxv2qDM2FdppPu7hAQytK42IZFHnts99cQKUKLWmgEgp6aMchPG4MFwBi",
+	"PDOqNDtNdwioEfbvEB5/dsf4HUVHBet3YzaON8Lnohp1TcHzl695soDea3TJVEcp1nlGQa2JVD0abXJW",
+	"4xguMudzW3GYtFnaX/bpeiSzflD6P/biN9qLcVuOxZvdNjy0UIRQ4nI7NagBRjmxdDDlNrnHZ/tzGcAv",
+	"8o7kkOpt1rJ6I3gGMEz82Hf8qqq8ZI0aiVktcno4ll4eYlKl4MVMaeyN5O9FOoc0FInTdbMeY4hCklwu",
+	"46oXnYHgK9BdclHeFBczRTGGKpqpiwzo6Vl6b68s/S2BbIpIbhcJ9BJf9Ng44o4iIXzW8e8cR2u+itgh",
+	"lT5IYO6JQjpE/2DIBuG+TTb1d5A03ylg962PgzcUF2rxGvfwecKUFEJPy217Inu3AM3fMY7yiGDJcwYq",
+	"lCVb598lGrGpAJri3kkel6/mRa+QJF/R4NmGH9yVSQjbKl7cV+eI+XADgd41gFzWhh1EuCA/y0aeSpUL",
+	"4l/3XlO+SqPQr9/6/1mYaDPf5UKaHBL3hrguwQVOtXqElRDWQJ3PGOmxRsJeMENNhc1JPvhqSvfyT8zm",
+	"BdepL31sPtDbZx9mszJ+yGX7Rbz6pgQzu2zcjmxDCshUlU0lfM6ENZDNggECmPXuy93/BwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

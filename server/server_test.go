@@ -368,3 +368,15 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// Oversized headers get the JSON error too, not the HTTP server's text.
+func TestHeadersTooLarge(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, target := range []string{"/healthz", "/verify", "/nope"} {
+		res := h.do(t, "GET", target, "", "X-Big: "+strings.Repeat("a", 33<<10))
+		wantError(t, res, 431, "headers_too_large")
+	}
+	if res := h.do(t, "GET", "/healthz", "", "X-Fine: "+strings.Repeat("a", 30<<10)); res.status != 200 {
+		t.Fatalf("30 KiB of headers: %d", res.status)
+	}
+}
