@@ -86,75 +86,14 @@ func decodeBundle(media string, body []byte) (json.RawMessage, error) {
 	if media == mediaForm {
 		return formBundle(body)
 	}
-	if err := checkJSON(body); err != nil {
+	out, err := compactObject(body)
+	if err != nil {
 		return nil, err
 	}
-	var out bytes.Buffer
-	if err := json.Compact(&out, body); err != nil {
-		return nil, invalidBody("the body is not valid JSON")
-	}
-	return out.Bytes(), nil
+	return out, nil
 }
 
 func invalidBody(msg string) *Error { return &Error{Code: api.ErrorErrorInvalidBody, Message: msg} }
-
-// checkJSON accepts exactly one JSON object within the shape limits.
-func checkJSON(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
-		return invalidBody("the body must be a JSON object")
-	}
-	// inObject[i] says whether level i is an object, whose keys come as
-	// string tokens in alternation with values.
-	inObject := []bool{true}
-	expectKey := true
-	members := 0
-	for len(inObject) > 0 {
-		tok, err := dec.Token()
-		if err != nil {
-			return invalidBody("the body is not valid JSON")
-		}
-		top := len(inObject) - 1
-		isKey := inObject[top] && expectKey
-		switch v := tok.(type) {
-		case json.Delim:
-			switch v {
-			case '{', '[':
-				if len(inObject) >= maxDepth {
-					return invalidBody("the body nests deeper than 32 levels")
-				}
-				inObject = append(inObject, v == '{')
-				expectKey = v == '{'
-				continue
-			default: // '}' or ']'
-				inObject = inObject[:top]
-			}
-		case string:
-			if isKey {
-				if members++; members > maxMembers {
-					return invalidBody("the body has more than 1024 fields")
-				}
-				if len(v) > maxNameBytes {
-					return invalidBody("a field name is longer than 256 bytes")
-				}
-				expectKey = false
-				continue
-			}
-			if len(v) > maxStringBytes {
-				return invalidBody("a string value is longer than 8192 bytes")
-			}
-		}
-		// A value (or a closed container) was read: in an object, a key
-		// comes next.
-		expectKey = len(inObject) > 0 && inObject[len(inObject)-1]
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return invalidBody("the body has data after the JSON object")
-	}
-	return nil
-}
 
 // formBundle turns a URL-encoded form into a JSON object of strings.
 func formBundle(body []byte) (json.RawMessage, error) {
