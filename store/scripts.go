@@ -10,47 +10,49 @@ import "github.com/redis/go-redis/v9"
 //   - no record, or an expired one: the script has returned {0};
 //   - a tombstone: it has returned {2, v} (used) or {3, v} (revoked);
 //   - otherwise v, uses, exhausted, created, ttl, maxu, grace, idle and
-//     expires are set, tomb(state) builds a tombstone, revoked says the
-//     minting key's epoch moved on since the mint, and spent says the uses
-//     ran out and any grace after the last one is over.
+//     expires are set, string.sub(v, kpos, pos + klen - 1) is the key id
+//     with its length (what a tombstone keeps after its 3-byte head),
+//     revoked says the minting key's epoch moved on since the mint, and
+//     spent says the uses ran out and any grace after the last one is over.
+//
+// It makes no closure but the varint reader: the scripts run on every use.
 const luaParse = `
 local v = redis.call('GET', KEYS[1])
 if not v then return {0} end
-local state = string.byte(v, 2)
+local _, state, flags, e1, e2, e3, e4 = string.byte(v, 1, 7)
 if state ~= 0 then return {state + 1, v} end
-local flags = string.byte(v, 3)
-local function has(f) return math.floor(flags / f) % 2 == 1 end
-local function u32(p) local a, b, c, d = string.byte(v, p, p + 3); return ((a * 256 + b) * 256 + c) * 256 + d end
-local function p32(n) return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256) end
-local epoch = u32(4)
-local pos = 8
-local uses, exhausted = 0, 0
-if has(1) then uses = u32(8); exhausted = u32(12); pos = 16 end
-local function uvarint()
+local epoch = ((e1 * 256 + e2) * 256 + e3) * 256 + e4
+local pos, uses, exhausted = 8, 0, 0
+if flags % 2 == 1 then
+  local a, b, c, d, e, f, g, h = string.byte(v, 8, 15)
+  uses = ((a * 256 + b) * 256 + c) * 256 + d
+  exhausted = ((e * 256 + f) * 256 + g) * 256 + h
+  pos = 16
+end
+local function uv()
   local x, mul = 0, 1
   while true do
-    local b = string.byte(v, pos)
+    local c = string.byte(v, pos)
     pos = pos + 1
-    x = x + (b % 128) * mul
-    if b < 128 then return x end
+    if c < 128 then return x + c * mul end
+    x = x + (c - 128) * mul
     mul = mul * 128
   end
 end
-local created = uvarint()
-local ttl = uvarint()
+local created = uv()
+local ttl = uv()
 local maxu, grace, idle = 0, 0, 0
-if has(1) then maxu = uvarint() end
-if has(2) then grace = uvarint() end
-if has(4) then idle = uvarint() end
-if has(16) then uvarint() end
+if flags % 2 == 1 then maxu = uv() end
+if flags % 4 >= 2 then grace = uv() end
+if flags % 8 >= 4 then idle = uv() end
+if flags % 32 >= 16 then uv() end
 local kpos = pos
-local klen = uvarint()
-local keyid = string.sub(v, pos, pos + klen - 1)
-local function tomb(st) return string.char(3, st, 0) .. string.sub(v, kpos, pos + klen - 1) end
+local klen = uv()
 local now = tonumber(ARGV[1])
 local expires = created + ttl
 if now >= expires then return {0} end
-local revoked = epoch < tonumber(redis.call('GET', ARGV[2] .. keyid) or '0')
+local current = redis.call('GET', ARGV[2] .. string.sub(v, pos, pos + klen - 1))
+local revoked = current ~= false and epoch < tonumber(current)
 local spent = maxu > 0 and uses >= maxu and not (exhausted > 0 and now <= created + exhausted - 1 + grace)
 `
 
@@ -70,20 +72,20 @@ return {1}
 // {1, value, uses} after counting the use and sliding the idle expiry.
 var consume = redis.NewScript(luaParse + `
 if revoked then
-  redis.call('SET', KEYS[1], tomb(2), 'KEEPTTL')
+  redis.call('SET', KEYS[1], string.char(3, 2, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
   return {3}
 end
 if spent then
-  redis.call('SET', KEYS[1], tomb(1), 'KEEPTTL')
+  redis.call('SET', KEYS[1], string.char(3, 1, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
   return {2}
 end
 if maxu > 0 and uses < maxu then
   uses = uses + 1
   if uses < maxu or grace > 0 then
-    redis.call('SETRANGE', KEYS[1], 7, p32(uses))
-    if uses == maxu then redis.call('SETRANGE', KEYS[1], 11, p32(now - created + 1)) end
+    redis.call('SETRANGE', KEYS[1], 7, string.char(math.floor(uses / 16777216) % 256, math.floor(uses / 65536) % 256, math.floor(uses / 256) % 256, uses % 256))
+    if uses == maxu then redis.call('SETRANGE', KEYS[1], 11, string.char(math.floor((now - created + 1) / 16777216) % 256, math.floor((now - created + 1) / 65536) % 256, math.floor((now - created + 1) / 256) % 256, (now - created + 1) % 256)) end
   else
-    redis.call('SET', KEYS[1], tomb(1), 'KEEPTTL')
+    redis.call('SET', KEYS[1], string.char(3, 1, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
   end
 end
 if idle > 0 then redis.call('PEXPIRE', KEYS[1], math.min(idle, expires - now)) end
@@ -93,7 +95,7 @@ return {1, v, uses}
 // peek reads a record without using it: {0}, {2, tombstone}, {3, tombstone}
 // (also for a record whose key was revoked since), or {1, value}.
 var peek = redis.NewScript(luaParse + `
-if revoked then return {3, tomb(2)} end
+if revoked then return {3, string.char(3, 2, 0) .. string.sub(v, kpos, pos + klen - 1)} end
 return {1, v}
 `)
 
@@ -102,14 +104,14 @@ return {1, v}
 var take = redis.NewScript(luaParse + `
 if revoked then return {3} end
 if spent then return {2} end
-redis.call('SET', KEYS[1], tomb(2), 'KEEPTTL')
+redis.call('SET', KEYS[1], string.char(3, 2, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
 return {1, v}
 `)
 
 // revoke turns a live token into a revoked tombstone: {0} none, {2, v}
 // used already, {3, v} revoked already, {1} revoked now.
 var revoke = redis.NewScript(luaParse + `
-redis.call('SET', KEYS[1], tomb(2), 'KEEPTTL')
+redis.call('SET', KEYS[1], string.char(3, 2, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
 return {1}
 `)
 
