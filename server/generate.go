@@ -69,10 +69,7 @@ func (m mintedResponse) write(w http.ResponseWriter) error {
 	b = append(b, `","token_id":"`...)
 	b = append(b, m.TokenId...)
 	b = append(b, "\"}\n"...)
-	w.Header()["Content-Type"] = jsonContentType
-	w.WriteHeader(http.StatusOK)
-	_, err := w.Write(b)
-	return err
+	return writeJSON(w, b)
 }
 
 func (m mintedResponse) VisitGenerateResponse(w http.ResponseWriter) error { return m.write(w) }

@@ -36,7 +36,7 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 		return nil, err
 	}
 	limit := old.Session().Add(s.cfg.MaxSessionLifetime)
-	if !now.Add(s.minTTL()).Before(limit) {
+	if !now.Add(minRefreshTTL).Before(limit) {
 		s.restore(sctx, id, sealed)
 		return nil, newError(api.ErrorErrorSessionExpired, "the session reached its maximum lifetime; mint a new token")
 	}
@@ -56,8 +56,8 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 	return mintedResponse(minted(fresh, newID, rec, now)), nil
 }
 
-// minTTL is the shortest lifetime worth minting on a refresh.
-func (s *Server) minTTL() time.Duration { return time.Second }
+// minRefreshTTL is the shortest lifetime worth minting on a refresh.
+const minRefreshTTL = time.Second
 
 func (s *Server) restore(ctx context.Context, id store.ID, old store.Record) {
 	if err := s.cfg.Store.Restore(ctx, id, old); err != nil {

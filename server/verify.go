@@ -156,19 +156,22 @@ func rejected(e *Error) api.BatchResult {
 // compacted when it was minted, so it is neither decoded nor re-encoded.
 type bundleResponse []byte
 
-func (b bundleResponse) VisitVerifyResponse(w http.ResponseWriter) error {
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h["Cache-Control"] = noStore
-	w.WriteHeader(http.StatusOK)
-	_, err := w.Write(b)
-	return err
-}
+func (b bundleResponse) VisitVerifyResponse(w http.ResponseWriter) error { return writeJSON(w, b) }
 
 var (
 	jsonContentType = []string{"application/json"}
 	noStore         = []string{"no-store"}
 )
+
+// writeJSON answers 200 with a JSON body made by hand, never cached.
+func writeJSON(w http.ResponseWriter, body []byte) error {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(body)
+	return err
+}
 
 // batchResponse writes the batch answer by hand, copying each bundle byte
 // for byte (encoding/json would re-validate and re-compact every one).
@@ -199,10 +202,5 @@ func (rs batchResponse) VisitVerifyBatchResponse(w http.ResponseWriter) error {
 		b = append(b, `","valid":false}`...)
 	}
 	b = append(b, "]}\n"...)
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h["Cache-Control"] = noStore
-	w.WriteHeader(http.StatusOK)
-	_, err := w.Write(b)
-	return err
+	return writeJSON(w, b)
 }

@@ -411,13 +411,6 @@ func decode(b []byte) (Record, error) {
 	return rec, nil
 }
 
-func fill(out []Result, err error) []Result {
-	for i := range out {
-		out[i].Err = err
-	}
-	return out
-}
-
 // wrap marks outages as ErrUnavailable. Redis replies that mean "not now"
 // (loading, failover, read-only replica) are outages too; other replies
 // are bugs and stay plain errors.

@@ -42,25 +42,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprint(fs.Output(), "\nSettings (environment variable, key in the YAML file, default):\n")
 		printSettings(fs.Output())
 	}
+	parse := func(args []string) (help bool, err error) {
+		err = fs.Parse(args)
+		return errors.Is(err, flag.ErrHelp), err
+	}
+	// Flags may come before the command and after it.
+	if help, err := parse(args); help {
+		return nil
+	} else if err != nil {
+		return err
+	}
 	cmd := "serve"
-	for _, part := range [][]string{args, nil} {
-		if err := fs.Parse(part); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
+	if fs.NArg() > 0 {
+		cmd = fs.Arg(0)
+		if help, err := parse(fs.Args()[1:]); help {
+			return nil
+		} else if err != nil {
 			return err
 		}
-		if part == nil || fs.NArg() == 0 {
-			break
-		}
-		cmd, args = fs.Arg(0), fs.Args()[1:]
-		if err := fs.Parse(args); err != nil { // flags may follow the command
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return err
-		}
-		break
 	}
 	rest := fs.Args()
 

@@ -127,15 +127,7 @@ func (t *telemetry) listenMetrics(addr string, log *slog.Logger) (string, func()
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET "+server.MetricsPath, server.MetricsHandler(t.registry))
-	hs := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := newHTTPServer(mux, log)
 	go func() {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics listener stopped", "err", err)

@@ -185,8 +185,8 @@ func TestTracing(t *testing.T) {
 				t.Errorf("span %q records the Redis statement", s.Name)
 			}
 			for _, secret := range secrets {
-				if strings.Contains(kv.Value.Emit(), secret) {
-					t.Errorf("span %q attribute %s holds a secret: %q", s.Name, kv.Key, kv.Value.Emit())
+				if strings.Contains(kv.Value.String(), secret) {
+					t.Errorf("span %q attribute %s holds a secret: %q", s.Name, kv.Key, kv.Value.String())
 				}
 			}
 		}
@@ -215,7 +215,7 @@ func spanNames(spans tracetest.SpanStubs) []string {
 func attr(kvs []attribute.KeyValue, key string) string {
 	for _, kv := range kvs {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
