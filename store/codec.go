@@ -35,11 +35,8 @@ const (
 	fSession = 16
 )
 
-// Offsets of the fixed-width fields the scripts read and write.
-const (
-	offEpoch   = 3
-	usesHeader = 15 // where the varints start in a record with a use limit
-)
+// usesHeader is where the varints start in a record with a use limit.
+const usesHeader = 15
 
 var errCorrupt = errors.New("store: corrupt record")
 
