@@ -67,7 +67,9 @@ const (
 	ErrorErrorOriginNotAllowed       ErrorError = "origin_not_allowed"
 	ErrorErrorRateLimited            ErrorError = "rate_limited"
 	ErrorErrorReloadFailed           ErrorError = "reload_failed"
+	ErrorErrorServerSecretRequired   ErrorError = "server_secret_required"
 	ErrorErrorSessionExpired         ErrorError = "session_expired"
+	ErrorErrorStoreFull              ErrorError = "store_full"
 	ErrorErrorStoreUnavailable       ErrorError = "store_unavailable"
 	ErrorErrorTokenRevoked           ErrorError = "token_revoked"
 	ErrorErrorTokenUsed              ErrorError = "token_used"
@@ -110,7 +112,11 @@ func (e ErrorError) Valid() bool {
 		return true
 	case ErrorErrorReloadFailed:
 		return true
+	case ErrorErrorServerSecretRequired:
+		return true
 	case ErrorErrorSessionExpired:
+		return true
+	case ErrorErrorStoreFull:
 		return true
 	case ErrorErrorStoreUnavailable:
 		return true
@@ -225,6 +231,7 @@ type Error struct {
 	// - `invalid_body`: the body is not a JSON object or a valid form, or breaks a shape limit.
 	// - `invalid_ttl`: `ttl` is out of the configured bounds.
 	// - `invalid_api_key`: the partner key is missing or unknown.
+	// - `server_secret_required`: the operation needs the partner key's server secret; a client secret may only mint and verify (403).
 	// - `invalid_token`: the token is missing, malformed, unknown or expired.
 	// - `token_used`: the token's uses ran out.
 	// - `token_revoked`: the token, or every token of its partner key, was revoked.
@@ -241,6 +248,7 @@ type Error struct {
 	// - `unsupported_media_type`: the body's Content-Type is not accepted.
 	// - `not_found`, `method_not_allowed`: no such route or method.
 	// - `store_unavailable`: the token store did not answer; retry later.
+	// - `store_full`: the token store is out of memory and refuses writes (minting, counted uses); retry later (503).
 	// - `internal`: an unexpected failure; its detail is logged only.
 	//
 	//
@@ -258,6 +266,7 @@ type Error struct {
 // - `invalid_body`: the body is not a JSON object or a valid form, or breaks a shape limit.
 // - `invalid_ttl`: `ttl` is out of the configured bounds.
 // - `invalid_api_key`: the partner key is missing or unknown.
+// - `server_secret_required`: the operation needs the partner key's server secret; a client secret may only mint and verify (403).
 // - `invalid_token`: the token is missing, malformed, unknown or expired.
 // - `token_used`: the token's uses ran out.
 // - `token_revoked`: the token, or every token of its partner key, was revoked.
@@ -274,6 +283,7 @@ type Error struct {
 // - `unsupported_media_type`: the body's Content-Type is not accepted.
 // - `not_found`, `method_not_allowed`: no such route or method.
 // - `store_unavailable`: the token store did not answer; retry later.
+// - `store_full`: the token store is out of memory and refuses writes (minting, counted uses); retry later (503).
 // - `internal`: an unexpected failure; its detail is logged only.
 //
 // Example: invalid_token
@@ -1761,6 +1771,11 @@ type ClientWithResponsesInterface interface {
 	VerifyBatchWithResponse(ctx context.Context, body VerifyBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*VerifyBatchResponse, error)
 }
 
+// AdminListKeysResponse429Headers the declared response headers of an HTTP 429 response for AdminListKeys
+type AdminListKeysResponse429Headers struct {
+	RetryAfter *int
+}
+
 type AdminListKeysResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1770,10 +1785,14 @@ type AdminListKeysResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
 	// JSON431 the response for an HTTP 431 `application/json` response
 	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminListKeysResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1789,6 +1808,11 @@ func (r AdminListKeysResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r AdminListKeysResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminListKeysResponse) GetJSON429() *RateLimited {
+	return r.JSON429
 }
 
 // GetJSON431 returns the response for an HTTP 431 `application/json` response
@@ -1830,6 +1854,11 @@ func (r AdminListKeysResponse) ContentType() string {
 	return ""
 }
 
+// AdminRevokeKeyTokensResponse429Headers the declared response headers of an HTTP 429 response for AdminRevokeKeyTokens
+type AdminRevokeKeyTokensResponse429Headers struct {
+	RetryAfter *int
+}
+
 type AdminRevokeKeyTokensResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1839,12 +1868,16 @@ type AdminRevokeKeyTokensResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
 	// JSON431 the response for an HTTP 431 `application/json` response
 	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *StoreUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminRevokeKeyTokensResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1860,6 +1893,11 @@ func (r AdminRevokeKeyTokensResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r AdminRevokeKeyTokensResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminRevokeKeyTokensResponse) GetJSON429() *RateLimited {
+	return r.JSON429
 }
 
 // GetJSON431 returns the response for an HTTP 431 `application/json` response
@@ -1906,6 +1944,11 @@ func (r AdminRevokeKeyTokensResponse) ContentType() string {
 	return ""
 }
 
+// AdminReloadResponse429Headers the declared response headers of an HTTP 429 response for AdminReload
+type AdminReloadResponse429Headers struct {
+	RetryAfter *int
+}
+
 type AdminReloadResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1915,12 +1958,16 @@ type AdminReloadResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
 	// JSON431 the response for an HTTP 431 `application/json` response
 	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON502 the response for an HTTP 502 `application/json` response
 	JSON502 *Error
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminReloadResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1936,6 +1983,11 @@ func (r AdminReloadResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r AdminReloadResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminReloadResponse) GetJSON429() *RateLimited {
+	return r.JSON429
 }
 
 // GetJSON431 returns the response for an HTTP 431 `application/json` response
@@ -1982,6 +2034,11 @@ func (r AdminReloadResponse) ContentType() string {
 	return ""
 }
 
+// AdminRevokeTokenResponse429Headers the declared response headers of an HTTP 429 response for AdminRevokeToken
+type AdminRevokeTokenResponse429Headers struct {
+	RetryAfter *int
+}
+
 type AdminRevokeTokenResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1989,12 +2046,16 @@ type AdminRevokeTokenResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
 	// JSON431 the response for an HTTP 431 `application/json` response
 	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *StoreUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminRevokeTokenResponse429Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -2005,6 +2066,11 @@ func (r AdminRevokeTokenResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r AdminRevokeTokenResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminRevokeTokenResponse) GetJSON429() *RateLimited {
+	return r.JSON429
 }
 
 // GetJSON431 returns the response for an HTTP 431 `application/json` response
@@ -3089,6 +3155,13 @@ func ParseAdminListKeysResponse(rsp *http.Response) (*AdminListKeysResponse, err
 		}
 		response.JSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
 		var dest HeadersTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3103,6 +3176,19 @@ func ParseAdminListKeysResponse(rsp *http.Response) (*AdminListKeysResponse, err
 		}
 		response.JSON500 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers AdminListKeysResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -3143,6 +3229,13 @@ func ParseAdminRevokeKeyTokensResponse(rsp *http.Response) (*AdminRevokeKeyToken
 		}
 		response.JSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
 		var dest HeadersTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3164,6 +3257,19 @@ func ParseAdminRevokeKeyTokensResponse(rsp *http.Response) (*AdminRevokeKeyToken
 		}
 		response.JSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers AdminRevokeKeyTokensResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -3204,6 +3310,13 @@ func ParseAdminReloadResponse(rsp *http.Response) (*AdminReloadResponse, error) 
 		}
 		response.JSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
 		var dest HeadersTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3225,6 +3338,19 @@ func ParseAdminReloadResponse(rsp *http.Response) (*AdminReloadResponse, error) 
 		}
 		response.JSON502 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers AdminReloadResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -3261,6 +3387,13 @@ func ParseAdminRevokeTokenResponse(rsp *http.Response) (*AdminRevokeTokenRespons
 		}
 		response.JSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
 		var dest HeadersTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3282,6 +3415,19 @@ func ParseAdminRevokeTokenResponse(rsp *http.Response) (*AdminRevokeTokenRespons
 		}
 		response.JSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers AdminRevokeTokenResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -4307,6 +4453,23 @@ func (response AdminListKeys404JSONResponse) VisitAdminListKeysResponse(w http.R
 	return err
 }
 
+type AdminListKeys429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response AdminListKeys429JSONResponse) VisitAdminListKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AdminListKeys431JSONResponse struct{ HeadersTooLargeJSONResponse }
 
 func (response AdminListKeys431JSONResponse) VisitAdminListKeysResponse(w http.ResponseWriter) error {
@@ -4381,6 +4544,23 @@ func (response AdminRevokeKeyTokens404JSONResponse) VisitAdminRevokeKeyTokensRes
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeKeyTokens429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response AdminRevokeKeyTokens429JSONResponse) VisitAdminRevokeKeyTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4476,6 +4656,23 @@ func (response AdminReload404JSONResponse) VisitAdminReloadResponse(w http.Respo
 	return err
 }
 
+type AdminReload429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response AdminReload429JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AdminReload431JSONResponse struct{ HeadersTooLargeJSONResponse }
 
 func (response AdminReload431JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
@@ -4558,6 +4755,23 @@ func (response AdminRevokeToken404JSONResponse) VisitAdminRevokeTokenResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRevokeToken429JSONResponse struct{ RateLimitedJSONResponse }
+
+func (response AdminRevokeToken429JSONResponse) VisitAdminRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5881,109 +6095,112 @@ func (sh *strictHandler) VerifyBatch(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F17c9s4kv8qKN5Wxa6iZPmVmch/eTLZHV8yyZTj7N5VlJMgsiVhTAFcALSsTfm7X3UDJEGKsmXH2a19",
-	"zF+OiGej0Y9fd2O+Rola5kqCtCYafo1yrvkSLGj615W6BnnxM/6Zgkm0yK1QMhpGVwtgE4tfxyKdMC7N",
-	"CjSkbLpmk98+fLxiB3OQoLmFST+KI7jlyzyDaBidpoPpUXIyO4RX/MfpD8nL9BROZsf8aHqYDNJXEMWR",
-	"wAlybhdRHEm+xF7lTFEcafhrITSk0dDqAuLIJAtYcrd0a0Fj5//7POi94r3Zl6/HR3d/iOLIrnMcxlgt",
-	"5Dy6u7vDcUyupAHa5088vYS/FmAs/itR0oKkP3meZyLhuOuD3w1u/Wu9ma8RaK10NIyEvOGZSMdTla6j",
-	"OFqCMXxOC18Awx/ZsjCWTYFx9t8fP7xnavo7JDa6C9f/Bw2zaBj910F9Igfuqzl4QxPRwjcPQrulM2HY",
-	"kmczpZeQDlk1tTBMKtucmSnNOKNFjyT2YHuTcBOT/RibTKzNJjiAKixTMzZVhUxN0Ba/u6Z8JCveYakC",
-	"N2nOtQG2N5nydOyXOdnvjyTu/BfgKWhzpdQ7rufwNMov3CBjq9Q4o2FC8peU8a0Y18ColWZ2wSU7Pvrh",
-	"5Y9surZgnvcsXpjGnOoGNDs+Ym/FT2xvsrHmyX4fp7+QyL88eyoP+t4hAcofmWv17Xs8l6yQcJtDYiFl",
-	"My6yQkOfXVjDUrBcZMgtmZrPIY2ZBNy3AWn9/ohpzn+7eAvrb7toPBfja2jetaUwRsg5MmMhr6VaSXbb",
-	"47noYcPnOd1JNeDEny9dus2J6xviV+qP+L2yf8Q79LTdS2XHM+oe7lsqZopkwUhIPsNG34fjsZnCuyIM",
-	"S3iWgaa7Xs6oVWHxdlfr8ru85BbeiaWw8MSNouIYZ36EhjxVii25XJf3zMRMg9VrJiQ7YgYSJdNnucrt",
-	"edjeJFzUZH/IctAo36wEza5hzZRkSyGtkPMYv41kkgmQlvE01WAMfsf7Aim7AS1mngymzy5pB3xmSSwB",
-	"k8VyCpqp2Uj6HeH2JtSsd47NJihC41L44S6Dj5va+qMfxSq24gL10ExpcJQTco4auqaX15UoOeZAxLmL",
-	"o49Wafgk+Q0XGZ9mTxTWBkcZF8EwbV3peI7a4c0KmsaMiDTnQrKM4zaf50qHM6YidaqSzBkkuhVLZPCN",
-	"hU/2y2OjtRDXk7F0Cb+TaHwagZydU5g211frXHDDFjxlPMuIVQoDhgnLVtwQ86FMVs9LmkqXzzWX1pkV",
-	"hUwz6LMJrXvCDF8btlqshyNZWwbYecL2vHCMa9MkrqSk0gxuc7TmhjSDVVk6khwvVYymZApGzOV+XJqa",
-	"SJgJ2xPWuI1rLtEyqRtouFHXkE5Gcs//GTOeKQk41UrYhSMctjVoz+BIwRXej0dyorSYCzlGmcazTK1o",
-	"Ss6mWq0MaBKDbKbVkuHk1JZo4q8+DjOSFc1oBFyfAWOEkmO/XxpSw0yDWbCcG0fXJb8Vy2KJ155as0zM",
-	"AFmwNJk+SV7YhdLib0/lsCIcYYv2XGkl5+x/eufpUsje1TOpFdKfjUG36FA3/d4kXCoplmoN3ma3ySKw",
-	"2nmaCpyKZ79plYO2Am37Gc8MxFEe/PTVXTPT4dU4xrDKSej1GeOWLZU/nUTJmZgX6OYkPGd7h4MBK2SG",
-	"or3+tN9wdz5H0+ns8MfZ0WHvOB2kvRN+kvSmL08HvVfJ4Ul6MvjhNIFB9CWOhIUlrWjJb9+BnNtFNDw8",
-	"+nHDdYmjpZAXrvFh9ZVrzdeRc2tK9+hzuc0vVbPa6/DEcy7QI6mnwRSZ8xarVd/HEeVcRUZT37vkcuz7",
-	"1ozjPLTi5rm+EXYBmk1IMk2cIMATnThBNvFGjW224LIScIlKgXHDJn96c8UOHHNM2EoVWeqVBR57k0xu",
-	"7AeJ41rdxeUN/RqBLJZIi4YkRSc2VA4NeRfF0abUCmhYMw+NGGj5qVIZcLlxDq5d5ylU2+o+AOeVb179",
-	"Glhwyjb1RHbSeMjQ2AocVHQeDKqzG54VYEZSyCQrUkid5RNINhQSyE+5eEsOwUwQ0HCQar4Scm4OZplS",
-	"unfYT1dzNHRA36CNFEHRO4ziqDCgL1KUjAZ07+QoYFG/6Ti67c1Vz/+IsrV/yVe/esl5F0dvypN7xCWq",
-	"TrvlXjFj0b5wHIe2d67VXPOlGY5kjzX86CHjNVWRg700bTrfferX8O13xwZwBUu6HVMN/NowzsyC58DI",
-	"DG4ObW02GW4gBi3B6QCEZsfSQ3LLCi3qTt+qNSspEtfV2St1pwdsDjdQYFkEo7xoWhhh09LGCFoThdDX",
-	"Xfs1bJoWMZlovq8brsPQwCN9yNAICdS0M9ywbUsDx9xmabC2oeGG8PSriDtTesV1yvCqsbmy6AC6jXKa",
-	"mu2dDA73/cGksMyVBZmsx3jwmUiIVSW7qL/03gK6Vkj1UtYqEtHIlERNJJ+bAmRaUiwcOzTGhxtjS4DU",
-	"sKsPb9+8//jn1+OLn9/8+tuHqzfvX//v+OOb15dvrty0l5AKz40Na8OdLUdTZYOrKhPF9Wt4hUO24aCe",
-	"MQPAAvfMd4NM8XTsHEI/H56oUYVO8MqgasGTnQLDliUJNrEj13cH3OnkuDwjpPLGCKU8oD6ta2vE3xp3",
-	"vpCmyHOlLaTjJaSCj1E6BgO9MOy1s017V+scKjmTJJDbci81bBCzyRLsQqWt29AEGpRmrpVn9A2nLBQD",
-	"XR7dmQcLnM/m5YgDyByLbkJbZ8SJbWiLKZmtvSby2jqQzIRhNwDhQEYG/6pBrG9V9ajWGrceTfvwEuMc",
-	"HRez9XPTM2+5Ci1MpsHANRbRAGKbfEZDdvFNFLeQrTYn4P46oIMK8fwSRhg2aLlhQJc+z6byXRRLLnsa",
-	"eEpKGG7zjEvyqZpRjCdom44oRNPkchZBvbwu4+tPPqiSOqfskSYHLoQ2M0ZRv7n/vyxABjfILdzETEj2",
-	"SYrbEl5rkOLw9NXpq8MfTgav4gg3z63Djl6e1BuuoKQ48mOOhdyOUpHOk2rFCmlFtrmgxvzHLweDnWa2",
-	"JcU2TdNSCXpdzlHrp2rJPn26+JndnPTZlQZumbDoAnAkgwbbZIid3LxgnUUh0i7erAJdHcwp+RI8HFth",
-	"M6DFDQorJBkKqo+/nPeOTl+yBTeLPruw1Mlgj5H0DCtRhhnGZeoVHBoahvQh2myE8qCaI1n/2NjdI2Jw",
-	"Hb5qFIeRvja/Nrin63a8hfWFnKlHXosUZrzILMnmbTx5xvjUgLRsCVwSORn6ESKBF6gcaIB+tBMfpsKg",
-	"bOl0wuJowc3YwcZjx2bbmzlH5t5mDVcvEID89um79Zbjjrt1uqqJFWwyfQMRiCNnA3XKJw2VpZQo5Gzk",
-	"/DPG2afLdwSO4iVINKQgreCZY/O/FmiZa0g5avb+g7xI3OcX0UXrrmOqtxoc8RYmfScejVhdw3p3wKW8",
-	"B/eS9r4BPlKrj5bbwmxQh5ZSjbRli5dwoxwY+Vgllatk0S2mrwHNSl2NzKgtaoodmfEa1uPOK7G5Qy+B",
-	"aDFdW2xQ6HE79IkRnjTNbf4J/bkiZ8CThYs9cCZhxQyQM42kR4sjLyzK8ZnSCey+9w7A8xe1ct4KjYwe",
-	"QzhsxyjChS5riCoTEkrQJY4W1uaduFPGjR2jbljmxPrVilNuoefFe3evLUjJXxZrEgXYhjlj1IfXKvGl",
-	"ZAJMSUAfIkGHsL91EmphzO5Lqy/SA7wkZEOa+NsTMEEnez2FsUzVqTwedd1xGK0F+l5dq3DZP4/XqAma",
-	"S5COud08ttCQPGMDsmc4IyBA6RIfcdbNjpxdGgVds51PjcrQdaRG65g9//QizWCLNs1EioaUmxtvlp84",
-	"ZmLGuFw/Wmx1oqoVGGQX3JZBwMpE7GR5NAAKA6Z7zMJ4X7+6SCvvGGjvyMtdpQ5BPOO55l3q/BI/Mvr4",
-	"dOKUfq+xXG/jucqvmQltbBOiK5GxZMGFDMKo8YbLs8tiLLedfmUng7FrgNwQlEBLod5ksOBpOudHWB9l",
-	"WPAbqIDLAHbIxA04FNs55Q4k+PKAa7HxsZsbPjqpOCsyh4YaxWZc70gM7DHOYNYlBHAw/LSVwzzYtMtM",
-	"XY6EU9+VHnfnEoeCqSE3OtnIE2VTMBLXJYUWdv0RDSbwgnop5NV2JxMFJLdKvzANXHFvUoGU5z//evF+",
-	"TP+cUBiREiEdrlKnQjbDsrWF58Ifd3E0Ba5B37MSg36kh29NmdLkoN6YkrXo53OP/ZCSGrKfaFQ2KgaD",
-	"44Qa058uvZPsRvI9qFW9KrIH7tAtJDHl077at6MBk3PTiBc4JV8SbytV6kSvDor4w91CknNPCy85t2Sw",
-	"3jOr7T4J5BPhlWfbzQrwBkM6CFJhlWaZkNemz2qSTHlyDTKlxZkyWOa01ki6CCNKsiC4Rrh2ewdnREU/",
-	"yUwTMpsyDTz12IAfCqfzI4SRzv5IjuQbim+QNVYmyKDDVUHHk68jh2GNouEocoySqBQcn4yieFRCW0ED",
-	"AtyYhVtbNrvD2ShXIIy9ClMGxlA+ol9qG9Ext0E/Pramj6DyDByKkYkEfKjbHx6aMVqA5RqZptCZ51cz",
-	"PDiYC7sopv1ELQ/cId0k1R8kS4XNqrxk/C2ObkAbd7yH/UF/QM5vDpLnIhpGx/1B/9jBIwuSFgckAw5K",
-	"q3wOHVLyvcueXKhVjTrFTl2sFiJZMLQtKY3FfXNeA+qOBSeN5W6NUJLimyQ20PV860zQRgL00WCwQz7J",
-	"bhkgpYe7JQfEuRqSbBShfcCDEqhOBofbxq4We9BIgaFOJw93qtIuscPxDrO0c5Pv4ujUkej+flUKb6gl",
-	"ouHnpn74/OXuSxyZYrlE5htGSK5QClb0CUJCL7yBgIKGzw2qOhoy+oJTBfx08NXpvbsDZw306myXMLn/",
-	"c5dqECmyE2+YlXvCUjitjEYF0hk9x6XSUGurZtp+pYC3J+23012QR8t/b7ouX+IoV6bjrnxAL48iPist",
-	"LLClunGw5zbUAHVaGLElKYjbLdWAS5EUpq5tOBkct2PAqC3cKEIay2UC8Uhy53n2mU8n8iNSfueK69Sw",
-	"ldLXTix1XNFLGvstrF3373xTA6Bm+319YQiFIMr9691U7HD8cIeNFNhHXXF3qg2W46WsLjnEmdf3XnAH",
-	"dNBd7rwHfwSbLGrOL8PJniWJS4HTJV9xQTB/GVCQqINlDlqoFC0QH//0TkqFtMyVShtwFEoqvCXsdHA0",
-	"kq249j1MTvv4jrzdwjA7WbukTpV57Vb/r8niR89G2ntTPLcnMJy1uIjYx1i+DkDHR94pQv1avC7V6t4r",
-	"5NThwdfSUbxztygD57pvlcilw9Xi2JNuJ6uKDpcpP/8Rm98gNtHQ8DbJC58X1HHGcdvA6VpZ3eSgrG68",
-	"+0LcQXmEX/HP0m/aLmdpVybMvHFO0F6dHr/PCpmCZpw5hMkHlb3sl+lIOsvCBPFccr2ENR4z7LOrajjH",
-	"S7bQElJWyGTB5Zzc1ZFsZqVui5qjD9eGDOcKXG1JXddEsl/pJe1nJPcmoZy47a1Wqx5+7hU6A4m+WTrZ",
-	"JwXgU3tIoWRqLmTP2HUG7Jerq9/KWhgzdE7KTECGNpaL4XHmDDzmM9x8eUGH7ijzH6L4flv2nU9nKzMQ",
-	"q9B3ieexn13QlpK9W8lODt2QV1fv2N4hW6hCd6R5n1UVnVOwKwDJDkujfSSDwcpEu72jExrKdKWMN+Ps",
-	"LqWBzGmKXAZlsJQ+VAvpDWxsKSTOFtrOAU62NfpjapyvUZoU0I4yccyQHZIrLuQ8g5EsDPTZeRgrxtF8",
-	"+ZLjw5KRX6vCWcFWLUXCswyl/khSbBnvUosGh90EIETufgo4ekfDwwH991ialEkotU1ACssnIhE2nhbE",
-	"rM4HDxPORJaNpCMgGLZHuI7bELlU89K+YFrMF9ZPwT01cWjkhPeUuTjBnU7aRNnCFiHKvhtxjp9AmG3R",
-	"jOGmrHFwLip/Tw1XZOzqCDMl52dODCA188KUBqsf2mebluWjOTfWMQpvRnNa1Hm17dZUEZpnvDqv1XLJ",
-	"ewZQCiFbuzQbNSuFNQk4E2TzkrQo62GR2yeVwHY5vlVLJ+R9XIDAT8qMdSOesVyLG25hJJUEw+YKBZhL",
-	"T+gZkYIv0zQs14D3Eo8sLE+qtOhIBkI/drJLsTm3sOJrPA+tivmCTUgvtjmRku5jn0rfTXW/zmiLs380",
-	"OPmxIzTZpvOv/BpMtXjDZ8hpLovT5TVbva7rOQjZRr1WSWL6xSUVE5mrVp4OMV7jDAIWzsQNmNh7/cZL",
-	"qBoxDzyoclU+d9kp62oJuChU8XVes3OTTgav2sRUOgXd+2F2zF8l26DmVoLzVrKenu6AoXiT5SeVPrIM",
-	"+zvUWuzmcpRlMndx9KA90lrzA2u8f03dUe/tOUxVjOiuDXrdfUdft5UWem85J/nrtYXpPIwdDP/giQzq",
-	"cvyvWcBfFcQENpyXFQ4f7Kjs9wUL7n77om8PyZNp5Is4RjKo4tis3mB7XRUhZeXnyeDVEwnenfYdFhcL",
-	"s1E/seKGdVdnPNdBtGac1FN66HVjZnRGOqtL9lsVI0GlDfESDlrkJSEPn8i5G8nsm8+MlFI+fGLk8OXx",
-	"jyfP+sRI1ywtF4ai52zv8CVVfnQVqRIlTp9aQ7wli7+mSKP4o3r7pjU8FZo9KM2fl2gSXC0o1btJyv75",
-	"dPmu5ycjz9cR5+jVwzIxfOfinxB4CaPybeDlVyEtRR2DULXPluoKOwdoTFl1TJDbAnhmF3/bGuM89xDI",
-	"0WAQWGK5VuiPOrvWEIJwhgK2EpiZUteMu1I25z5uQAW/+Jm/J8R8L7hcbgK1AhqV/aezSPPgWqHDG5Bg",
-	"wgOo6FAego9D99d8mW09CVzyhxzk+W8XLFVJsQR67EEYNhWSa6cSpoXInD7bJPgHH+1+FMHLJdUE33hu",
-	"qFzUcX9QLay/jejtHXwfol/RezhKWs1JmW6lvAaernfl/kbxjQtmei8kZqeDY+cHroTpYPZLN88/jNer",
-	"B1s0+vUobfr/fAKxBTzzVDx0sXzy4HaY+I10CTalN16l/pUBOR7k9khYUbZyw52tUnOwZa4ykXiQuTAU",
-	"ZEFT03KNA8y5kPvOC8WhAnd2JLnDXZhP2FFZ6qZqPBsTs2lhA9SlZVWM5Laq4ditpCxE6ki1pJEWXMgu",
-	"VPfSk/Ef7iFVZOsHPs79TNV89OffxHBoJtR9/nIXf22mHbatiY8rnjNOzNgwJVxkRMkwqwWZKlknGfhL",
-	"9kC8bsuFa1yz2OXYNRI1mFlwXaJjzoZg77hFN6+Jgftct47sjz6j8BQNshKJyzsTErp5/NliiMe7nHn4",
-	"0t6Tgoj/5vZvGXj0h9AMKocsGm83p8qXJJZgecotj6tkizIGF6bsC9tnH1DF00Oa+Nm88CmiDp7drCnG",
-	"m4MfNbCTwUl3wMxu4bnnk611mch9wFNAh//w8d+Pj995T4kHEWZVWFYYV+O7lau/JZTuIhsPmr11rJfB",
-	"LU9stma8es3OPxK0VwLqJnbYOjruI+leBXI4/zoH4+0et8dWVLtMbVeaQo67Z7azNzxZuHdYhCF7CY2u",
-	"MKRMQfXz5pMte9XjUR8IziuBxv2qDM2FdppPu7hAQytK42IZFHnts99cQKUKLWmgEgp6aMchPG4MFwBi",
-	"PDOqNDtNdwioEfbvEB5/dsf4HUVHBet3YzaON8Lnohp1TcHzl695soDea3TJVEcp1nlGQa2JVD0abXJW",
-	"4xguMudzW3GYtFnaX/bpeiSzflD6P/biN9qLcVuOxZvdNjy0UIRQ4nI7NagBRjmxdDDlNrnHZ/tzGcAv",
-	"8o7kkOpt1rJ6I3gGMEz82Hf8qqq8ZI0aiVktcno4ll4eYlKl4MVMaeyN5O9FOoc0FInTdbMeY4hCklwu",
-	"46oXnYHgK9BdclHeFBczRTGGKpqpiwzo6Vl6b68s/S2BbIpIbhcJ9BJf9Ng44o4iIXzW8e8cR2u+itgh",
-	"lT5IYO6JQjpE/2DIBuG+TTb1d5A03ylg962PgzcUF2rxGvfwecKUFEJPy217Inu3AM3fMY7yiGDJcwYq",
-	"lCVb598lGrGpAJri3kkel6/mRa+QJF/R4NmGH9yVSQjbKl7cV+eI+XADgd41gFzWhh1EuCA/y0aeSpUL",
-	"4l/3XlO+SqPQr9/6/1mYaDPf5UKaHBL3hrguwQVOtXqElRDWQJ3PGOmxRsJeMENNhc1JPvhqSvfyT8zm",
-	"BdepL31sPtDbZx9mszJ+yGX7Rbz6pgQzu2zcjmxDCshUlU0lfM6ENZDNggECmPXuy93/BwAA//8=",
+	"7H17c9s4su9XQfFuVewqSpZfmYn8lyeT3fFNJkk5zu69FeVIENmSMKYALgBa1qb83U91AyRBirJljzNb",
+	"5+zMX7GIZ6PRj193Y75FiVrmSoK0Jhp+i3Ku+RIsaPrrSl2DvPgZ/5mCSbTIrVAyGkZXC2ATi1/HIp0w",
+	"Ls0KNKRsumaTjx8+XbGDOUjQ3MKkH8UR3PJlnkE0jE7TwfQoOZkdwiv+4/SH5GV6CiezY340PUwG6SuI",
+	"4kjgBDm3iyiOJF9ir3KmKI40/LMQGtJoaHUBcWSSBSy5W7q1oLHzf30Z9F7x3uzrt+Oju79EcWTXOQ5j",
+	"rBZyHt3d3eE4JlfSAO3zJ55ewj8LMBb/SpS0IOmfPM8zkXDc9cFvBrf+rd7Mtwi0VjoaRkLe8Eyk46lK",
+	"11EcLcEYPqeFL4Dhj2xZGMumwDj7v58+vGdq+hskNroL1/8XDbNoGP2fg/pEDtxXc/CGJqKFbx6Edktn",
+	"wrAlz2ZKLyEdsmpqYZhUtjkzU5pxRoseSezB9ibhJib7MTaZWJtNcABVWKZmbKoKmZqgLX53TflIVrzD",
+	"UgVu0pxrA2xvMuXp2C9zst8fSdz5L8BT0OZKqXdcz+FplF+4QcZWqXFGw4TkLynjWzGugVErzeyCS3Z8",
+	"9MPLH9l0bcE871m8MI051Q1odnzE3oqf2N5kY82T/T5OfyGRf3n2VB70vUMClD8y1+r37/FcskLCbQ6J",
+	"hZTNuMgKDX12YQ1LwXKRIbdkaj6HNGYScN8GpPX7I6Y5/3jxFta/76LxXIyvoXnXlsIYIefIjIW8lmol",
+	"2W2P56KHDZ/ndCfVgBN/vnTpNieub4hfKd4SPpJJJkBaZiDRYFnCl8BmWi0Zl0xpMReSCWvYNazrK8Sz",
+	"TK1Gcm/iGoylsmP6DVJ/9fCmqxylrVCSSYDU0G/XsH5hmAF9A3ok/Zx7E/fD2P09LuVpdS3fK/tXvOZP",
+	"OyBc3Yy6h0cjFTNFsmAkx5/hLN6H47EZ0UAYlvAsA000KWfUqrAogKp1+bt2yS28E0th4YkbRd02zvwI",
+	"DZGvFFtyuS5FgYmZBqvXTEh2hCevZPos0qY9D9ubhIua7A9ZDhpFsJWgiamUZEshrZDzGL9V/MjTVIMx",
+	"+B2vNKQsWUBybVDmc0flOBwoZjxdCum+jKTSbM4trPi65Ow90j66sNCbKZ0Amxdcp/t9dkmk4DMLjm9l",
+	"sZziQtSsJA3SaULNeufYbIJ8GZeCHskVfNy0TD75UaxiKy5Q586UBncEQs7RGqkJ7+0ClJJzICrfxdEn",
+	"qzR8lvyGi4xPsycqJoOjjItgmLZd4JiX2qEUCZrGjIg050KyjOM2n0d8hTOmInXihUw3JLoVS7wpGwv3",
+	"UkaYkfRmwBKWChcoU6ZhVhgwbKWFBVN1nxVZNqmOm/bgxQuZlJfwGymQp5HWWYOFaV+8aocLbtiCpyg6",
+	"iclohcKyFTfE/6i51PMStRLXc82ldcZXIdMM+mxC654ww9eGrRbr4UjW9hN2nrA9r0Li2oCLK12iNIPb",
+	"HGX0kGawKktHkuN1jNHgTsGIudyPS4McCTNhe6hIaOMalUth6wYabtQ1pJOR3PP/jBnPlAScaiXswhEO",
+	"25IEwJGCy78fj2SXMmJ7nE21WhnQJInbmg1p4qUPDjOSTRWH6zNgjFBy7PdLQ2qYaTALlnPj6Lrkt2JZ",
+	"LFGjUWuWiRkg85Ya7LPkhV0oLf71VA4rwhG22BgrreSc/b/eOUrC3tUzaTayMhqDbrE03PR7k3CppNuq",
+	"NXjPxiaLwLfhaSpwKp591GgzWIEe0IxnBuIoD3765q6Z6fD9HGNYxW5Ai9n6jHHLlsqfTqLkTMwLdAYT",
+	"nrO9w8GAFTJD7VJ/2m84hV+i6XR2+OPs6LB3nA7S3gk/SXrTl6eD3qvk8CQ9GfxwmsAg+hpHwsKSVrTk",
+	"t+9Azu0iGh4e/bjh4MXRUsgL1/iw+sq15uvIOX+lE/ml3ObXqlntm3niOUfxkdTTYIrM+dTVqu/jiHKu",
+	"IqOp711yOfZ9a8ZxHlpx81zfCLsAzSYkmSZOEOCJTpwgm3i7yjZbcFkJuESlwLhhk7+9uWIHjjkmbKWK",
+	"LPVqBo+9SSY39oPEca3u4vKGfotAFkukRUOSoqsfKoeGvIviaFNqBTSsmYdGDOyDqVIZcLlxDq5d5ylU",
+	"2+o+AIddbF79Gn5xajr1RHbSeMjQ3gvceHSxDKqzG54VYEZSyCQrUkidzRRINhQSyE+5eEtu00wQHHOQ",
+	"ar4Scm4OZplSunfYT1dzNJHIR4iGERS9wyiOCgP6IkXJaED3To4CFvWbjqPb3lz1/I8oW/uXfPWrl5x3",
+	"cfSmPLlHXKLqtFtOKDMWLRPHcWj+51rNNV+a4Uj2WANtGDJeUxU52EvTJkTRp34NBGR3BAVXsKTbMdXA",
+	"rw3jzCx4Dows8ebQ1maT4Qau0hKcDmZpdiz9SLes0Kjv9EBd5y2u3nCryxiMW7mO3qY/Y5w13dclR48i",
+	"W5NWJ2vQ3Xm2dzI43m/tm1SZm9hZTPWyH7B63ECBbROM8qJp44RNSysnaE1nBDeg134Nm8ZNTEai7+uG",
+	"6zB1kKkeMnXCI2paOuXZNG0dHHObrcPapo4bwtOvIu5M6RXXKcPLzubKohfsNsppajyYw/JgUljmyoJM",
+	"1mNkvUwkdFkku6i/9N4C+pdI9VLaK1ISeC2cV2CNnwJkWlIsHDt0JIYbYzvOu/rw9s37T39/Pb74+c2v",
+	"Hz9cvXn/+v+PP715ffnmyk17Canw96Fh77izDXzRLiPJ9Wu4xkO24aWfMQPAAtfSd4NM8XTsvGI/H56o",
+	"UQW6tQkpNzzZKTBsWZJgE+NzfXfAB0+OyzNCKm+MUEok6tMSHEb8qyF1CmmKPFfaQjpeQir4GOVzMNAL",
+	"w14767h3tc6hknRJArkt91JjJzGbLMEuVNq6DU20RWnmWnlG33AoQzHQ5Y2eecSk9BurQcit3OxdC9J7",
+	"PNMK+EhUQS4gft1vTMX2TgPB5ZBTdyc2Mc8zYv025kny0Ctfb6AEyoiCG41IQaAWgr9qdLNbgIcdn2j2",
+	"4NAN+YNuTihOcI4OEdH6uYlvtNymFkTWuEo1otOA7pscT0N2cXAUt4DGNk/i/joAmJqLiIQeMP8aBqg2",
+	"CLvhWZTO4KZVsiiWXPY08JSsE7jNMy5JxTaDYE9Qgh1BrKYt6kylenldVunffEwudd7qI20xXAhtZowa",
+	"aHP//1iADK6mW7iJmZDssxS3Jb7XIMXh6avTV4c/nAxexRFunlsHx708qTdcoXNx5MccC7kd+CNVLNWK",
+	"FdKKbHNBjfmPXw4GO81sS4pt2uylbvYmBkdjJFVL9vnzxc/s5qTPrjRwy4RF34h746nJEDv5v8E6i0Kk",
+	"XbxZxUk7mFNSsMGHCzxoBVrcoEhDkqE4+/TLee/o9CVbcLPoswtLncgyHEnPsBIlnSEJ6/Qu2j+G1DTK",
+	"YIK/UPuSCnps6PcRIdwOJz6Kw0Bxm18b3NN1O97C+kLO1COvRQozXmSWJPg2njxjfGrQcF4Cl87QRsEu",
+	"EniBKoQG6Ec78WEqDMqWTu80jhbcjJ2N7lXG9mYNzdLdrOEDBwKQ3z59t96g3XG3TnE1QZRNpm9AJXHk",
+	"TLNO+aShMuAShZyNnI+OzefLd4Qa4yVINKQgreCZY/N/FugwaEg56v/+g7xI3OcX0UXrrmOqtxoc8RYm",
+	"fSceDeVdw3p3JKq8B/eS9r4BPlGrT5bbwmxQh5ZSjbRli5dwoxxK+1gllatk0S2mnUurq5EZtUVNsSMz",
+	"XsN63HklNnfoJRAtpmuLDQo9boc+r8aTprnNv6GbWeQMeLJw4RzOJKyYATKOkfRoceSFRTlOgbnd996B",
+	"BP+iVs6JopHRkQmH7RhFuLByjd1lQkKJRsXRwtq8E5DLuLFj1A3LnFi/WnHKLfS8eO/utQVC+sdiTaIA",
+	"2zBnmfrQZyW+lEyAKQno2iTop/a3TkItjNl9afVFeoCXhGxIE397AiboZK+nMJapOpXHo647DqO1QN+r",
+	"axUueezxGjVBcwnSMbebxxYakmdsQPYMZ4RPKF3CNs662ZGzS6Oga7bzqVEZerTUaB2z559epBls0aaZ",
+	"SNGQcnPjzfITx0zMGJfrR4utTri5wqjsgtsyOlqZiJ0sjwZAYcB0j1kYD0FUF2nlHQPt8QW5q9Qh5Gk8",
+	"17xLnV/iR0Yfn06c0gk2luttPFf5NTOhjW0ihyVglyy4kEF8Od5weXZZjOW206/sZDB2DZAbB8DiUqg3",
+	"GSx4ms75EdaHXxb8Bio8NQAnMnEDDt53HrpDDL4+4FpsfOzmhk9OKs6KzIG0RrEZ1zsSA3uMM5h1CQEc",
+	"DD9t5TCPge0yU5cj4dR3pcfducShYGrIjU428kTZFIzEdUmhhV1/QoMJvKBeCnm13cl0YL3SL0wD7tyb",
+	"VNjp+c+/Xrwf058Tiq9SHq0DWepM2ma8urbwXFzoLo6mwDXoe1Zi0I/0qLIpM+IcAh1Trh/9fO6BIFJS",
+	"Q/YTjcpGxWBwnLisIfynyw4mu5F8D2pVr4rsgTt0C0lM+azB9u1o5iWZRiBlHUQ6lN5KlTpPsIMi/nC3",
+	"kOTc08JLzi0J0PfMartPAvlEeOXZdrMCvMGQDoJUWKVZJuS16bOaJFOeXINMaXGmjCI6rTWSLvSKkiyI",
+	"OhLc3t7BGVHRTzLTBBinTANPPTbgh8Lp/AhhCLg/kiP5hsIuZI2VOUfocFWI9uTbyGFYo2g4ihyjJCoF",
+	"xyejKB6V0FbQgAA3ZuHWls3ucDZKogiD0sKUEUOUj+iX2kbY0G3Qj4+t6SOoPAOHYmQiAZ8D4A8PzRgt",
+	"wHKNTFPozPOrGR4czIVdFNN+opYH7pBukuofJEuFzaq0dvwtjm5AG3e8h/1Bf0DObw6S5yIaRsf9Qf/Y",
+	"wSMLkhYHJAMOSqt8Dh1S8r1Lvl2oVY06xU5drBYiWTC0LSm/x4fzyGtA3bHgpLGq+CAFfklsoOv51pmg",
+	"jfz5o8Fgh0Sb3VJjSg93S3KMczUk2ShC+zgMpXSeDA63jV0t9qCRG0SdTh7uVKXEYoejVw93CLNLsc/x",
+	"Ditrp8PfxdGpI+v9/aqs8VCzRMMvTZ3y5evd1zgyxXKJDDuMkMSh5KxoGkS3XnijAoUTnxtUjzRk9BWn",
+	"Cnjw4JvTlXcHzoLo1alDYT3Jly51IlKXZBqaonvCUmSwDKwFEh29zaXSUGu4ZqVIpbS314m0c4eQr8u/",
+	"N92dr3GUK9Nxvz6gZ0jhJ4owsaW6gTDvegNpQD0YBp9JcuJ2S9XhMlWFqctpTgbH7XA2ahg3ipDGcplA",
+	"PJLceat95nOz/IiUZrviOjVspfS1E2Ud1/qSxn4La9f9O9/uANzZfsdfGEIuiHJ/3m683djh+OEOG9nL",
+	"jxILjhMabMpLnVBylTPj7xUKDlCh+995d/4KNlnUt6WMpns2Js4GToJhxQWFE8rAhURdL3PQQqVo6fho",
+	"rHeGKkRnrlTagL1QuuHNYqeDo5FshfXvuRi0j+94H1pYaed1KKlTJc271f95LcprcfRsx3FvXu72nI+z",
+	"FucRyxnL1wEg+sh7SIhk635Itbr32jm1e/CtdGLv3M3LwMEKWyV/6Qy2uPyk2wGsItdlltSffPgHi2c0",
+	"gry99MKnX3XwRdw2vrpWVjc5KIt9774SR1HC6Df8Z+kHbpfntCsTJjg5p26vroPYZ4VMQTPOHGLmg+Re",
+	"x8h0JJ3VY4L4NLmSwhqPgfbZVTWc4z9baAkpK2Sy4HJO7vdINtOPt2UBoE/ahkDnClz5UV3mRzpG6SXt",
+	"ZyT3JqFsue2tVqsefu4VOgOJvmY62SdF4zOoSHFlai5kz9h1BuyXq6uPZd2VGTqnayYgQ/vPxSQ5c8Yn",
+	"84mEvo6kQ0eV+RxRfL+d/c5nDZapplUov8Qn2c8uCE1Z/a2cMl/jdXX1ju0dsoUqdEc+/1lV4DwFuwKQ",
+	"7LB0KEYyGKzMZ9w7OqGhTFdtQDNvwKVokKlPkdigKpySpmrBvoH1LYXE2UK7PsD9tkazTI1bEhf54w45",
+	"k9KMzJAdErQg5DyDkSwM9Nl5GPvG0VyFm+fDkpFf+xw0btVSJDzLUFOMJMXK8S61aHDYTQBCGO+ngKN3",
+	"NDwc0H+PpUmZVFPbHqTkfJYVYf1pQczqMIUwM09k2Ug6AoJhe4RTuQ2Ruzcv7RimxXxh/RTcUxOHRk54",
+	"TwmiE9zppE2ULWwRRg12I87xEwizLToz3JQ1Dp5Gg8FTw9Xcu5rVTMn5mRMDSM28MKVh7If2Sb1lNXXO",
+	"jXWMwpvRqRZ1Xm27NVXE6Rmvzmu1XPKeAZRCyNYubUjNSmFNAs4ESdMkLcrycOT2SSWwXSp11dIJeR/n",
+	"IDCXEpDdiGcs1+KGWxhJJcGwuUIB5tItekak4EuCDcs14L3EIwvr0CotOpKB0I+d7FJlVSueh1bFfMEm",
+	"pBfbnEjVFbGvmeimul9ntAWIOBqc/NgRam3T+Vd+DaZavOEz5DSXwerSx61e14U7hNSjXqskMf3icreJ",
+	"zFUrT4cYr3EGAQtn4gZM7BEJ4yVUHQEIPLVyVT5F3Cnragm4KFTxdfq4c8dOBq/axFQ6Bd37YXbMXyXb",
+	"oPNWHvlWsp6e7oDveJPlJ5U+8lWC71BUs5ubUtZD3cXRg/ZIa80PrPH+NXVH8bfnZFUxr7s2IHf3HX3q",
+	"VprrvXW7hAvUFqbzSnYw/IMXY6jL8f/O9yyqyqfAhvOywmGXnQ9dUF2Iu9/NiiEyjXytzEgGxTKbRTKs",
+	"+8ELX+J7Mnj1RIJ357SHVeTCbJSprLhh3UUwz3UQrRkn9ZQeFt6YGZ2RziKe/VZhTlDQRLyEgxZ5ScjD",
+	"J3LuRqb+5qs7pZQPX9w5fHn848mzvrjTNUvLhaFsALZ3+JIKbLqqkYkSp08tFt9SolBTpFFjUz0F1Rqe",
+	"KgoflObPSzQJruiXChslZTN9vnzX85OR59v/TwFewiyDNvDyK1U4NlP9ffZXVxg9QGPK8nKC6RbAM7v4",
+	"19aY7bmHQI4Gg8ASy7VCf9TZtYYQhDMUsJXAzJS6ZtxVDDr3cQMq+MXP/D2h7HtB7HITqBXQqOw/nUWa",
+	"B9cKa96ABBMeQEWH8hB8XL2/5sts60ngkj/kIM8/XrBUJcUS6FUPYdhUSK6dSpgWInP6bJPgH3z0/lEE",
+	"L5dUE3zj9a1yUcf9QbWw/jait3fwfYh+RW8vKWk1J2W6lfIaeLrelfsbxUQu0Oq9kJidDo6dH7gSpoPZ",
+	"L908/zZer6oSNfr1KG36//MEYgt45ql46GL5ZMjtMPEbWZaZO2+8SmUsA388yFWSsKLs64Y7W6UaYctc",
+	"ZSLxIHNhwBV2MsrBM+71pH3nheJQgTs7ktzhLswnIKksdVM13geK2bSwAerSsipGcltxdl1iWjnZrdRR",
+	"GmnBhexCdS89Gf/tHlJFtn7g49zPVM3Xnf5DDIdmguCXr3fxt2YaZdua+LTiOePEjA1TwkVGlAwzbpCp",
+	"knWSgb9kD8T4tly4xjWLXc5gI4mEmQXXJTrmbAj2jlt085oYuM/d68hM6TMKT9EgK5G4PDohoZvHny3u",
+	"eLzLmYcPT/4ZeHy8/VsGHv0hNAPRIYvG282p8sGOJViecsvjKqmjjMGFJQjC9tkHVPH0rix+Ni98yquD",
+	"ZzdrpPHm4EcN7GRw0h0ws1t47vlka132ch/wFNDhTz7+4/j4nfeUeBBhVoVlhXE1y1u5+veE0l1k40Gz",
+	"t471Mrjlic3WjFfPFvrXoPZKQN3EDltHx30k3fNPDudf52C83eP22Ipql6n6SlPIcfdMffaGJwv33I0w",
+	"ZC+h0RWGlCmoft58GWeveiXsA8F5JdC4X5XVudBO8wUdF2hoRWlcLIMir3320QVUqtCSBioJoYdAHMLj",
+	"xnABIMYzo0qz03SHgBph/w7h8Xd3jN9RdFSwfjdm43gjfBesUacVvJD6micL6L1Gl0x1lJadZxTUmkjV",
+	"o9EmZzWO4SJzPu8Wh0mbTxWUfbreUa3fV//TXvyd9mLclmPxZrcNDy0UIfXLvdvAKCeWDqbcJvf4bH8v",
+	"A/hF3pEc4pMbUAi4zOPgvccw8WPf8auqcqY1aiRmtcjpkWJ64IlJlYIXM6WxN5K/Fekc0lAkTtfN+pIh",
+	"CklyuYyrxnQGgq+od8lFeVNczBTFGKpopi4yMGjA0sOKZSlzCWRTRHK7SKAnF6PHxhF3FAnh+51/cByt",
+	"+fxlh1T6IIG5tyjpEP0DKBuE+32yqb+DpPlOAbvf+1Z+Q3GhFq9xD5+PTEkh9IZgRyCtv3uA5g+Mozwi",
+	"WPKcgQplydb5T4lGbCqAprh3ksflq3nRKyTJVzR4tuEHd2USwrZqHP/iIzliPtxAoHcNIJe1bgcRLsjP",
+	"spGnUuWClG9CUr5Ko3Cx3/rfu5hoM9/lQpocEvdsmy7BBf+4mwazIKyBOp8x0mONhL1ghpoKm5N88NWh",
+	"7iWj2D1V70s5my8x99mH2ayMH3LZfniwvinBzC4btyPbkAIyVdVVCZ8zYQ1ks2CAAGa9+3r33wEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -16,6 +17,8 @@ import (
 type Error struct {
 	Code    api.ErrorError
 	Message string
+	// retryAfter, in seconds, is sent as Retry-After when above 0.
+	retryAfter int64
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -24,31 +27,48 @@ func newError(code api.ErrorError, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// statusOf is the one table from error codes to HTTP statuses.
-var statusOf = map[api.ErrorError]int{
-	api.ErrorErrorBadRequest:             http.StatusBadRequest,
-	api.ErrorErrorInvalidBody:            http.StatusBadRequest,
-	api.ErrorErrorInvalidTtl:             http.StatusBadRequest,
-	api.ErrorErrorInvalidApiKey:          http.StatusForbidden,
-	api.ErrorErrorInvalidToken:           http.StatusForbidden,
-	api.ErrorErrorTokenUsed:              http.StatusForbidden,
-	api.ErrorErrorTokenRevoked:           http.StatusForbidden,
-	api.ErrorErrorOriginNotAllowed:       http.StatusForbidden,
-	api.ErrorErrorSessionExpired:         http.StatusForbidden,
-	api.ErrorErrorMissingToken:           http.StatusUnauthorized,
-	api.ErrorErrorUnauthorized:           http.StatusUnauthorized,
-	api.ErrorErrorIdempotencyConflict:    http.StatusConflict,
-	api.ErrorErrorIdempotencyUnavailable: http.StatusBadRequest,
-	api.ErrorErrorRateLimited:            http.StatusTooManyRequests,
-	api.ErrorErrorReloadFailed:           http.StatusBadGateway,
-	api.ErrorErrorHeadersTooLarge:        http.StatusRequestHeaderFieldsTooLarge,
-	api.ErrorErrorNotFound:               http.StatusNotFound,
-	api.ErrorErrorMethodNotAllowed:       http.StatusMethodNotAllowed,
-	api.ErrorErrorBodyTooLarge:           http.StatusRequestEntityTooLarge,
-	api.ErrorErrorUnsupportedMediaType:   http.StatusUnsupportedMediaType,
-	api.ErrorErrorInternal:               http.StatusInternalServerError,
-	api.ErrorErrorStoreUnavailable:       http.StatusServiceUnavailable,
+// codes is the one table of error codes: the HTTP status of each, and
+// whether it is a failed check, the answer a guesser collects when a
+// presented credential (a token, a partner key, the admin token, the
+// gateway secret) does not check out. Failed checks count against the
+// brute-force guard (limits.go) and in tokensvc_checks_failed_total
+// (metrics.go); nothing else decides either.
+var codes = map[api.ErrorError]struct {
+	status      int
+	failedCheck bool
+}{
+	api.ErrorErrorBadRequest:             {http.StatusBadRequest, false},
+	api.ErrorErrorInvalidBody:            {http.StatusBadRequest, false},
+	api.ErrorErrorInvalidTtl:             {http.StatusBadRequest, false},
+	api.ErrorErrorInvalidApiKey:          {http.StatusForbidden, true},
+	api.ErrorErrorServerSecretRequired:   {http.StatusForbidden, false},
+	api.ErrorErrorInvalidToken:           {http.StatusForbidden, true},
+	api.ErrorErrorTokenUsed:              {http.StatusForbidden, true},
+	api.ErrorErrorTokenRevoked:           {http.StatusForbidden, true},
+	api.ErrorErrorOriginNotAllowed:       {http.StatusForbidden, true},
+	api.ErrorErrorSessionExpired:         {http.StatusForbidden, false},
+	api.ErrorErrorMissingToken:           {http.StatusUnauthorized, false},
+	api.ErrorErrorUnauthorized:           {http.StatusUnauthorized, true},
+	api.ErrorErrorIdempotencyConflict:    {http.StatusConflict, false},
+	api.ErrorErrorIdempotencyUnavailable: {http.StatusBadRequest, false},
+	api.ErrorErrorRateLimited:            {http.StatusTooManyRequests, false},
+	api.ErrorErrorReloadFailed:           {http.StatusBadGateway, false},
+	api.ErrorErrorHeadersTooLarge:        {http.StatusRequestHeaderFieldsTooLarge, false},
+	api.ErrorErrorNotFound:               {http.StatusNotFound, false},
+	api.ErrorErrorMethodNotAllowed:       {http.StatusMethodNotAllowed, false},
+	api.ErrorErrorBodyTooLarge:           {http.StatusRequestEntityTooLarge, false},
+	api.ErrorErrorUnsupportedMediaType:   {http.StatusUnsupportedMediaType, false},
+	api.ErrorErrorInternal:               {http.StatusInternalServerError, false},
+	api.ErrorErrorStoreUnavailable:       {http.StatusServiceUnavailable, false},
+	api.ErrorErrorStoreFull:              {http.StatusServiceUnavailable, false},
 }
+
+// statusOf is the HTTP status of an error code.
+func statusOf(code api.ErrorError) int { return codes[code].status }
+
+// failedCheck says whether code answers a presented credential that did
+// not check out (see codes).
+func failedCheck(code api.ErrorError) bool { return codes[code].failedCheck }
 
 var (
 	errInvalidAPIKey = newError(api.ErrorErrorInvalidApiKey, "missing or unknown x-api-key")
@@ -57,7 +77,9 @@ var (
 	errTokenRevoked  = newError(api.ErrorErrorTokenRevoked, "the token was revoked")
 	errOrigin        = newError(api.ErrorErrorOriginNotAllowed, "this origin may not use tokens of this partner")
 	errNoSuchToken   = newError(api.ErrorErrorNotFound, "no such token")
+	errMissingToken  = newError(api.ErrorErrorMissingToken, "no token: send x-api-token, Authorization: Bearer, the forward cookie, or token= in the URI")
 	errUnavailable   = newError(api.ErrorErrorStoreUnavailable, "the token store is unavailable, try again later")
+	errFull          = newError(api.ErrorErrorStoreFull, "the token store is full and refuses writes, try again later")
 	errInternal      = newError(api.ErrorErrorInternal, "internal error")
 )
 
@@ -116,7 +138,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.WarnContext(c.Request().Context(), "store unavailable", "err", err, "request_id", requestID(c))
 	}
 	info(c.Request().Context()).errCode = string(e.Code)
-	if werr := c.JSON(statusOf[e.Code], api.Error{Error: e.Code, Message: e.Message}); werr != nil {
+	if e.Code == api.ErrorErrorMissingToken {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="tokensvc"`)
+	}
+	if e.retryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.FormatInt(e.retryAfter, 10))
+	}
+	if werr := c.JSON(statusOf(e.Code), api.Error{Error: e.Code, Message: e.Message}); werr != nil {
 		s.log.DebugContext(c.Request().Context(), "write error response", "err", werr)
 	}
 }

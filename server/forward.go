@@ -8,24 +8,20 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/tokensvc/tokensvc/api"
 )
 
 // forwardAuth serves gateways: nginx auth_request, Traefik ForwardAuth and
 // Envoy ext_authz, on /auth and any /auth/... path, with any method. It
 // answers 200 with X-Token-* headers, 401 without a token, 403 for a token
 // that does not verify (503 on a store outage: gateways deny on it too).
+// Private fields go out as headers only to the gateway (X-Gateway-Secret);
+// the browser's Origin, which gateways pass on, is not the caller's.
 func (s *Server) forwardAuth(c echo.Context) error {
 	r := c.Request()
 	ri := info(r.Context())
-	// The caller is the gateway, a server: the browser's Origin, which it
-	// passes on, is not the caller's.
-	ri.origin = ""
 	candidates := forwardedTokens(r, ri.token, s.cfg.ForwardCookie)
-	if len(candidates) == 0 {
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="tokensvc"`)
-		return newError(api.ErrorErrorMissingToken, "no token: send x-api-token, Authorization: Bearer, the forward cookie, or token= in the URI")
+	if len(candidates) == 0 { // authorize refuses this already
+		return errMissingToken
 	}
 	// An app may send a header of its own (another Bearer scheme, say)
 	// next to the session token: the first well-formed token wins.
@@ -36,7 +32,7 @@ func (s *Server) forwardAuth(c echo.Context) error {
 			break
 		}
 	}
-	rec, err := s.use(r.Context(), ri, token)
+	rec, err := s.use(r.Context(), OpForward, ri.caller, token)
 	if err != nil {
 		return err
 	}
@@ -44,7 +40,11 @@ func (s *Server) forwardAuth(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	if len(s.cfg.ForwardFields) > 0 {
-		setFieldHeaders(h, mergeBundle(rec.Bundle, rec.Private), s.cfg.ForwardFields)
+		fields := rec.Bundle
+		if s.access.may(OpForwardPrivate, ri.caller, &rec) {
+			fields = mergeBundle(rec.Bundle, rec.Private)
+		}
+		setFieldHeaders(h, fields, s.cfg.ForwardFields)
 	}
 	return c.NoContent(http.StatusOK)
 }

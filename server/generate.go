@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -22,7 +21,7 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 	if req.JSONBody == nil {
 		return nil, newError(api.ErrorErrorUnsupportedMediaType, "Content-Type must be %s or %s", mediaJSON, mediaForm)
 	}
-	ttl, err := s.tokenTTL(req.Params.Ttl, ri.key)
+	ttl, err := s.tokenTTL(req.Params.Ttl, ri.caller.key)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +30,7 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 		return nil, err
 	}
 	now := s.cfg.Now()
-	rec := store.Record{KeyID: ri.key.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	rec := store.Record{KeyID: ri.caller.key.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := pol.apply(&rec, *req.JSONBody); err != nil {
 		return nil, err
 	}
@@ -95,45 +94,15 @@ func (s *Server) put(ctx context.Context, rec store.Record) (uuid.UUID, store.ID
 			return token, id, err
 		}
 		sealed := rec
-		seal(token.String(), &sealed)
+		if err := seal(token.String(), &sealed); err != nil {
+			return token, id, err
+		}
 		err = s.cfg.Store.Put(ctx, id, sealed)
 		if !errors.Is(err, store.ErrExists) {
 			return token, id, err
 		}
 	}
 	return uuid.UUID{}, store.ID{}, errors.New("server: three token collisions in a row")
-}
-
-// putIdempotent stores rec under the token its Idempotency-Key derives, or
-// finds the one a previous try stored. The same key with another body, or
-// whose token has ended, is a conflict.
-func (s *Server) putIdempotent(ctx context.Context, idemKey string, rec store.Record) (uuid.UUID, store.ID, store.Record, error) {
-	if len(s.cfg.IdempotencySecret) == 0 {
-		return uuid.UUID{}, store.ID{}, rec, newError(api.ErrorErrorIdempotencyUnavailable, "Idempotency-Key needs TOKENSVC_IDEMPOTENCY_SECRET on a Redis-backed service")
-	}
-	token := idempotentToken(s.cfg.IdempotencySecret, rec.KeyID, idemKey)
-	id := tokenID(token.String())
-	sealed := rec
-	seal(token.String(), &sealed)
-	err := s.cfg.Store.Put(ctx, id, sealed)
-	if !errors.Is(err, store.ErrExists) {
-		return token, id, rec, err
-	}
-	prev, err := s.cfg.Store.Get(ctx, id)
-	if err == nil && prev.State == store.Live {
-		err = unseal(token.String(), &prev)
-	}
-	switch {
-	case errors.Is(err, store.ErrNotFound): // expired between the two calls
-		return token, id, rec, s.cfg.Store.Put(ctx, id, sealed)
-	case err != nil:
-		return token, id, rec, err
-	case prev.State != store.Live:
-		return token, id, rec, newError(api.ErrorErrorIdempotencyConflict, "the token of this Idempotency-Key was %s", prev.State)
-	case !bytes.Equal(prev.Bundle, rec.Bundle) || !bytes.Equal(prev.Private, rec.Private):
-		return token, id, rec, newError(api.ErrorErrorIdempotencyConflict, "this Idempotency-Key was used with another body")
-	}
-	return token, id, prev, nil
 }
 
 // tokenTTL picks the lifetime: the request's, else the key's default, else

@@ -217,8 +217,24 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatal("two partners' equal Idempotency-Keys gave the same token")
 	}
 	wantError(t, h.do(t, "POST", "/generate", `{"a":2}`, jsonCT, "x-api-key: "+partnerKey, "Idempotency-Key: order-1"), 409, "idempotency_conflict")
+	wantError(t, h.do(t, "POST", "/generate?uses=1", `{"a":1}`, jsonCT, "x-api-key: "+partnerKey, "Idempotency-Key: order-1"), 409, "idempotency_conflict")
 	if u, err := uuid.Parse(first["token"].(string)); err != nil || u.Version() != 4 {
-		t.Errorf("derived token is not a UUID v4: %v", first["token"])
+		t.Errorf("token is not a UUID v4: %v", first["token"])
+	}
+
+	// Once the token has ended, its Idempotency-Key never brings it back,
+	// with the same request or another: a token is minted once.
+	res := h.do(t, "POST", "/generate?ttl=2", `{"a":"alice"}`, jsonCT, "x-api-key: "+partnerKey, "Idempotency-Key: order-2")
+	ended := res.json(t)["token"].(string)
+	h.clock.Add(3 * time.Second)
+	wantError(t, h.verify(t, ended), 403, "invalid_token")
+	wantError(t, h.do(t, "POST", "/generate?ttl=2", `{"a":"mallory"}`, jsonCT, "x-api-key: "+partnerKey, "Idempotency-Key: order-2"), 409, "idempotency_conflict")
+	wantError(t, h.do(t, "POST", "/generate?ttl=2", `{"a":"alice"}`, jsonCT, "x-api-key: "+partnerKey, "Idempotency-Key: order-2"), 409, "idempotency_conflict")
+	wantError(t, h.verify(t, ended), 403, "invalid_token")
+	// It stays a conflict until the longest token lifetime has passed.
+	h.clock.Add(h.srv.cfg.MaxTokenTTL)
+	if res := h.do(t, "POST", "/generate", `{"a":"alice"}`, jsonCT, "x-api-key: "+partnerKey, "Idempotency-Key: order-2"); res.status != 200 || res.json(t)["token"] == ended {
+		t.Errorf("after the longest lifetime: %d %s", res.status, res.body)
 	}
 
 	off := newHarness(t, nil)

@@ -1,93 +1,188 @@
 package server
 
 import (
-	"strconv"
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/ratelimit"
 )
 
 // limitMinting applies the partner key's minting rate (or the default).
 func (s *Server) limitMinting(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ri := info(c.Request().Context())
-		limit := ri.key.RateLimit
+		limit := ri.caller.key.RateLimit
 		if limit.Zero() {
 			limit = s.cfg.GenerateRate
 		}
 		if s.cfg.Limiter == nil || limit.Zero() {
 			return next(c)
 		}
-		d, err := s.cfg.Limiter.AllowN(c.Request().Context(), "gen:"+ri.key.ID, limit, 1)
+		d, err := s.cfg.Limiter.AllowN(c.Request().Context(), "gen:"+ri.caller.key.ID, limit, 1)
 		if err != nil {
 			return errUnavailable
 		}
 		if !d.Allowed {
-			return s.tooMany(c, d.RetryAfter)
+			return tooManyError(d.RetryAfter)
 		}
 		return next(c)
 	}
 }
 
-// tokenFailures are the answers that a token guesser collects.
-var tokenFailures = map[api.ErrorError]bool{
-	api.ErrorErrorInvalidToken:     true,
-	api.ErrorErrorTokenUsed:        true,
-	api.ErrorErrorTokenRevoked:     true,
-	api.ErrorErrorOriginNotAllowed: true,
+// guard is the brute-force guard: failed checks (see failedCheck: wrong
+// tokens, partner keys, admin tokens, gateway secrets) count against the
+// client, in the shared limiter; past the limit the client gets 429 until
+// the limit allows again. A client is an IPv4 address, or an IPv6 /64 (what
+// one subscriber is usually given). Refused clients are remembered here, a
+// bounded number of them, so that a refused client costs no store round
+// trip; successful checks cost nothing.
+type guard struct {
+	limiter Limiter // nil: off
+	limit   ratelimit.Limit
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu      sync.Mutex
+	blocked map[string]time.Time // client -> refused until
 }
 
-// guardFailures is the brute-force guard: failed token checks count
-// against the client address, in the shared limiter; past the limit the
-// address gets 429 until the limit allows again. Refused addresses are
-// remembered here, so a refused client costs no store round trip, and
-// successful checks cost nothing.
+// maxBlocked bounds the clients remembered as refused. Past it, expired
+// ones are dropped first; a client that finds no room is still refused,
+// by the shared limiter, at the cost of a round trip.
+const maxBlocked = 10_000
+
+func (g *guard) on() bool { return g.limiter != nil && !g.limit.Zero() }
+
+// client names the client of an address for the guard: the address for
+// IPv4, its /64 for IPv6.
+func client(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
+// refusedFor says how long a remembered client is still refused.
+func (g *guard) refusedFor(cl string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	until, ok := g.blocked[cl]
+	if !ok {
+		return 0
+	}
+	wait := until.Sub(g.now())
+	if wait <= 0 {
+		delete(g.blocked, cl)
+	}
+	return wait
+}
+
+// block remembers a refused client; it reports false when the client was
+// already remembered (so the refusal is logged once per burst).
+func (g *guard) block(cl string, until time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.blocked[cl]; ok {
+		g.blocked[cl] = until
+		return false
+	}
+	if len(g.blocked) >= maxBlocked {
+		now := g.now()
+		for k, t := range g.blocked {
+			if !t.After(now) {
+				delete(g.blocked, k)
+			}
+		}
+		if len(g.blocked) >= maxBlocked {
+			return true
+		}
+	}
+	g.blocked[cl] = until
+	return true
+}
+
+// take counts n failed checks of cl (a negative n gives -n back). It
+// returns the wait before cl may try again, 0 when allowed. A limiter
+// outage lets the checks through, logged: the guard is no reason to stop
+// serving.
+func (g *guard) take(ctx context.Context, cl string, n int) time.Duration {
+	d, err := g.limiter.AllowN(ctx, "fail:"+cl, g.limit, n)
+	if err != nil {
+		g.log.WarnContext(ctx, "rate limiter unavailable; failed checks not counted", "err", err)
+		return 0
+	}
+	if d.Allowed || n <= 0 {
+		return 0
+	}
+	if g.block(cl, g.now().Add(d.RetryAfter)) {
+		g.log.WarnContext(ctx, "client refused after too many failed checks", "request_id", info(ctx).id, "retry_after", d.RetryAfter.String())
+	}
+	return d.RetryAfter
+}
+
+// guardFailures runs the guard around an operation: a refused client is
+// answered 429 at once; a failed check the handler returns is counted.
+// Handlers that check many credentials at once (/verify/batch) count them
+// themselves, with reserveChecks.
 func (s *Server) guardFailures(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if s.cfg.Limiter == nil || s.cfg.FailureRate.Zero() {
+		g := s.guard
+		if !g.on() {
 			return next(c)
 		}
-		ip := c.RealIP()
-		now := s.cfg.Now()
-		if until, ok := s.blocked.Load(ip); ok {
-			if wait := until.(time.Time).Sub(now); wait > 0 {
-				return s.tooMany(c, wait)
-			}
-			s.blocked.Delete(ip)
+		ri := info(c.Request().Context())
+		ri.client = client(c.RealIP())
+		if wait := g.refusedFor(ri.client); wait > 0 {
+			return tooManyError(wait)
 		}
 		err := next(c)
-		ri := info(c.Request().Context())
-		if err == nil && ri.failures == 0 {
+		if err == nil {
 			return nil // the common case costs nothing more
 		}
-		failures := ri.failures
-		if e, ok := toError(err); err != nil && ok && tokenFailures[e.Code] {
-			failures++
-		}
-		if failures == 0 {
-			return err
-		}
-		d, lerr := s.cfg.Limiter.AllowN(c.Request().Context(), "fail:"+ip, s.cfg.FailureRate, failures)
-		if lerr != nil {
-			s.log.WarnContext(c.Request().Context(), "rate limiter unavailable; failure not counted", "err", lerr)
-			return err
-		}
-		if !d.Allowed {
-			s.blocked.Store(ip, now.Add(d.RetryAfter))
-			s.log.WarnContext(c.Request().Context(), "client refused after too many failed token checks", "request_id", ri.id, "retry_after", d.RetryAfter.String())
-			if err != nil {
-				return s.tooMany(c, d.RetryAfter)
+		if e, ok := toError(err); ok && failedCheck(e.Code) {
+			if wait := g.take(c.Request().Context(), ri.client, 1); wait > 0 {
+				return tooManyError(wait)
 			}
 		}
 		return err
 	}
 }
 
-// tooMany is the 429 answer, with Retry-After in whole seconds.
-func (s *Server) tooMany(c echo.Context, wait time.Duration) error {
+// reserveChecks takes n failed checks from the client's allowance before a
+// batch runs, so that a batch can never guess past the limit; the batch
+// gives back the checks that passed with refundChecks.
+func (s *Server) reserveChecks(ctx context.Context, n int) error {
+	ri := info(ctx)
+	if !s.guard.on() || n <= 0 || ri.client == "" {
+		return nil
+	}
+	if wait := s.guard.take(ctx, ri.client, n); wait > 0 {
+		return tooManyError(wait)
+	}
+	return nil
+}
+
+// refundChecks gives back n checks reserved by reserveChecks that passed.
+func (s *Server) refundChecks(ctx context.Context, n int) {
+	ri := info(ctx)
+	if s.guard.on() && n > 0 && ri.client != "" {
+		s.guard.take(ctx, ri.client, -n)
+	}
+}
+
+// tooManyError is the 429 answer; handleError sends Retry-After, in whole
+// seconds, with it.
+func tooManyError(wait time.Duration) *Error {
 	secs := int64((wait + time.Second - 1) / time.Second)
-	c.Response().Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-	return newError(api.ErrorErrorRateLimited, "too many requests, retry in %d seconds", secs)
+	e := newError(api.ErrorErrorRateLimited, "too many requests, retry in %d seconds", secs)
+	e.retryAfter = secs
+	return e
 }

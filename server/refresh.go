@@ -13,6 +13,7 @@ import (
 // new one cannot be stored, the old one is put back.
 func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.RefreshResponseObject, error) {
 	ri := info(ctx)
+	c := ri.caller
 	token, id, ok := parseToken(ri.token)
 	if !ok {
 		return nil, errInvalidToken
@@ -20,7 +21,7 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 	ri.tokenID = id.String()
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	if err := s.checkOrigin(sctx, id, ri.origin); err != nil {
+	if err := s.precheck(sctx, OpRefresh, c, id); err != nil {
 		return nil, err
 	}
 	now := s.cfg.Now()
@@ -28,8 +29,8 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 	if err != nil {
 		return nil, err
 	}
-	if err := s.admit(old, ri.origin); err != nil {
-		return nil, err // revoked or not allowed: it stays ended
+	if err := s.access.decide(OpRefresh, c, &old); err != nil {
+		return nil, err // its key is gone: it stays ended
 	}
 	sealed := old
 	if err := unseal(token, &old); err != nil {

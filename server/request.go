@@ -14,21 +14,18 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokensvc/tokensvc/api"
-	"github.com/tokensvc/tokensvc/server/keys"
 )
 
 // requestInfo travels in the request context from the middleware to the
 // handlers and back to the access log. Secrets in it are never logged.
 type requestInfo struct {
-	id       string
-	route    string // the route pattern, "unmatched" if none
-	apiKey   string // x-api-key as presented: secret
-	token    string // the session token as presented: secret
-	origin   string
-	key      keys.Key // the authenticated partner, on /generate
-	tokenID  string   // names the token in the log instead of the token
-	errCode  string
-	failures int // token checks this request failed, for the brute-force guard
+	id      string
+	route   string // the route pattern, "unmatched" if none
+	token   string // the session token as presented in headers: secret
+	caller  caller // who the request speaks for, set by authorize
+	client  string // the client as the brute-force guard names it, set by the guard
+	tokenID string // names the token in the log instead of the token
+	errCode string
 }
 
 type infoKey struct{}
@@ -66,13 +63,15 @@ func newRequestID(given string) string {
 	return hex.EncodeToString(b[:])
 }
 
-// maxHeaderBytes caps a request's headers. The HTTP server's own limit is
-// set higher, so that this one answers with the JSON error.
+// maxHeaderBytes caps a request's request line and headers. The HTTP
+// server's own limit is set higher, so that this one answers with the JSON
+// error.
 const maxHeaderBytes = 32 << 10
 
-func headerBytes(h http.Header) int {
-	n := 0
-	for k, vs := range h {
+// headerBytes is the size of r's request line and headers.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
+	for k, vs := range r.Header {
 		for _, v := range vs {
 			n += len(k) + len(v) + 4
 		}
@@ -96,11 +95,9 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		start := time.Now()
 		r := c.Request()
 		ri := &requestInfo{
-			id:     newRequestID(r.Header.Get("X-Request-Id")),
-			route:  routeOf(c),
-			apiKey: r.Header.Get("x-api-key"),
-			token:  presentedToken(r.Header),
-			origin: r.Header.Get("Origin"),
+			id:    newRequestID(r.Header.Get("X-Request-Id")),
+			route: routeOf(c),
+			token: presentedToken(r.Header),
 		}
 		c.SetRequest(r.WithContext(context.WithValue(r.Context(), infoKey{}, ri)))
 		h := c.Response().Header()
@@ -112,8 +109,8 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			h[k] = v
 		}
 		var err error
-		if headerBytes(r.Header) > maxHeaderBytes {
-			err = newError(api.ErrorErrorHeadersTooLarge, "request headers are larger than %d bytes", maxHeaderBytes)
+		if headerBytes(r) > maxHeaderBytes {
+			err = newError(api.ErrorErrorHeadersTooLarge, "the request line and headers are larger than %d bytes", maxHeaderBytes)
 		} else {
 			err = next(c)
 		}
@@ -121,14 +118,14 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err) // writes the response now, so the log sees its status
 		}
 		route := ri.route
-		s.metrics.finished(route, ri.errCode)
+		s.metrics.finished(ri.errCode)
 		level := slog.LevelInfo
 		if route == "/healthz" || route == "/readyz" || route == MetricsPath {
 			level = slog.LevelDebug
 		}
 		attrs := []slog.Attr{
 			slog.String("request_id", ri.id),
-			slog.String("method", r.Method),
+			slog.String("method", methodLabel(r.Method)),
 			slog.String("route", route),
 			slog.Int("status", c.Response().Status),
 			slog.Int64("bytes", c.Response().Size),
@@ -137,7 +134,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
 			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 		}
-		for k, v := range map[string]string{"key_id": ri.key.ID, "token_id": ri.tokenID, "error": ri.errCode} {
+		for k, v := range map[string]string{"key_id": ri.caller.key.ID, "token_id": ri.tokenID, "error": ri.errCode} {
 			if v != "" {
 				attrs = append(attrs, slog.String(k, v))
 			}
@@ -145,6 +142,45 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		s.log.LogAttrs(r.Context(), level, "request", attrs...)
 		return nil
 	}
+}
+
+// authorize identifies the caller of op from the request's credentials and
+// applies op's access table cells that need no token record; handlers
+// apply the rest with s.access.decide once they have the record.
+func (s *Server) authorize(op Op) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			ri := info(r.Context())
+			h := r.Header
+			cr := credentials{apiKey: h.Get("x-api-key"), origin: h.Get("Origin"), hasToken: ri.token != "", admin: h.Get("X-Admin-Token")}
+			if op == OpBatch {
+				cr.hasToken = true // in the body, checked one by one
+			}
+			if op == OpForward {
+				cr.hasToken = len(forwardedTokens(r, ri.token, s.cfg.ForwardCookie)) > 0
+				cr.gateway, cr.hasGateway = gatewaySecret(h)
+			}
+			cl, err := s.access.identify(op, cr)
+			if err != nil {
+				return err
+			}
+			if err := s.access.decide(op, cl, nil); err != nil {
+				return err
+			}
+			ri.caller = cl
+			return next(c)
+		}
+	}
+}
+
+// gatewaySecret is the X-Gateway-Secret header, and whether it was sent.
+func gatewaySecret(h http.Header) (string, bool) {
+	v, ok := h["X-Gateway-Secret"]
+	if !ok || len(v) == 0 {
+		return "", false
+	}
+	return v[0], true
 }
 
 // recoverPanic turns a handler panic into a logged 500.

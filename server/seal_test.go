@@ -43,7 +43,9 @@ func TestStoredBundlesAreSealed(t *testing.T) {
 
 func TestSealRoundTrip(t *testing.T) {
 	rec := store.Record{Bundle: []byte(`{"a":1}`), Private: []byte(`{"b":2}`), CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
-	seal("9dc4c28a-fbe9-47df-b8b9-dc3d2cf27126", &rec)
+	if err := seal("9dc4c28a-fbe9-47df-b8b9-dc3d2cf27126", &rec); err != nil {
+		t.Fatal(err)
+	}
 	if bytes.Equal(rec.Bundle, []byte(`{"a":1}`)) {
 		t.Fatal("seal left the bundle in clear")
 	}
@@ -53,5 +55,42 @@ func TestSealRoundTrip(t *testing.T) {
 	}
 	if err := unseal("9dc4c28a-fbe9-47df-b8b9-dc3d2cf27126", &rec); err != nil || string(rec.Bundle) != `{"a":1}` || string(rec.Private) != `{"b":2}` {
 		t.Fatalf("unseal: %v %s %s", err, rec.Bundle, rec.Private)
+	}
+}
+
+// Every seal draws its own nonce, stored with the ciphertext: the same
+// token and bundle sealed twice never share a (key, nonce) pair.
+func TestSealNeverReusesANonce(t *testing.T) {
+	const token = "9dc4c28a-fbe9-47df-b8b9-dc3d2cf27126"
+	nonces := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		rec := store.Record{Bundle: []byte(`{"a":1}`), Private: []byte(`{"b":2}`)}
+		if err := seal(token, &rec); err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range [][]byte{rec.Bundle, rec.Private} {
+			if part[0] != sealV2 {
+				t.Fatalf("sealed part starts with %d, want version %d", part[0], sealV2)
+			}
+			n := string(part[1:13])
+			if nonces[n] {
+				t.Fatalf("nonce %x used twice", n)
+			}
+			nonces[n] = true
+		}
+	}
+}
+
+// Records sealed before the random nonce (fixed nonces 0 and 1 under the
+// v1 key) still open until they expire.
+func TestUnsealOpensVersion1(t *testing.T) {
+	const token = "9dc4c28a-fbe9-47df-b8b9-dc3d2cf27126"
+	a := aead(labelV1, token)
+	nonce := make([]byte, 12)
+	rec := store.Record{Bundle: a.Seal(nil, nonce, []byte(`{"a":1}`), nil)}
+	nonce[11] = 1
+	rec.Private = a.Seal(nil, nonce, []byte(`{"b":2}`), nil)
+	if err := unseal(token, &rec); err != nil || string(rec.Bundle) != `{"a":1}` || string(rec.Private) != `{"b":2}` {
+		t.Fatalf("unseal of a v1 record: %v %s %s", err, rec.Bundle, rec.Private)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -42,10 +41,11 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
-// Partners is the partner key registry. Authenticate's errors wrap
-// keys.ErrUnknownKey or keys.ErrOriginNotAllowed.
+// Partners is the partner key registry. Authenticate says which kind of
+// secret matched; its errors wrap keys.ErrUnknownKey or
+// keys.ErrOriginNotAllowed. ByID finds disabled keys too.
 type Partners interface {
-	Authenticate(secret, origin string) (keys.Key, error)
+	Authenticate(secret, origin string) (keys.Key, keys.SecretKind, error)
 	ByID(id string) (keys.Key, bool)
 	OriginAllowed(keyID, origin string) bool
 	AnyOriginAllowed(origin string) bool
@@ -87,10 +87,21 @@ type Config struct {
 	// it, Idempotency-Key is refused. Use the same secret on every
 	// instance sharing a store.
 	IdempotencySecret []byte
+	// KeepRemovedKeyTokens keeps the tokens of a partner key removed from
+	// the key source: refused while it is absent, they work again if it
+	// comes back within their lifetime. Default false: removing a key
+	// revokes its tokens for good (see KeysChanged).
+	KeepRemovedKeyTokens bool
 	// ForwardCookie names a cookie /auth reads the token from, if set.
 	ForwardCookie string
-	// ForwardFields are the bundle fields /auth sends as X-Token-* headers.
+	// ForwardFields are the bundle fields /auth sends as X-Token-* headers:
+	// public fields to anyone holding the token, private ones only to a
+	// gateway that sends ForwardSecret.
 	ForwardFields []string
+	// ForwardSecret is the gateway's proof at /auth, sent as
+	// X-Gateway-Secret; with it /auth also forwards private fields. Empty:
+	// /auth forwards public fields only.
+	ForwardSecret string
 	// Limiter keeps the rate limits; nil turns them off.
 	Limiter Limiter
 	// GenerateRate limits minting per partner key, unless the key has a
@@ -137,7 +148,9 @@ type Server struct {
 	log     *slog.Logger
 	echo    *echo.Echo
 	metrics *metrics // nil: no metrics
-	blocked sync.Map // client address -> time.Time until which it is refused
+	access  *access
+	guard   *guard
+	removed removals
 }
 
 var _ api.StrictServerInterface = (*Server)(nil)
@@ -162,10 +175,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TokenTTL < time.Second || cfg.MaxTokenTTL < cfg.TokenTTL {
 		return nil, errors.New("server: need 1s <= TokenTTL <= MaxTokenTTL")
 	}
+	if cfg.Limiter != nil && !cfg.FailureRate.Zero() && cfg.FailureRate.N < cfg.MaxBatch {
+		return nil, fmt.Errorf("server: the brute-force guard allows %d failed checks, fewer than a batch (%d): every full batch would be refused", cfg.FailureRate.N, cfg.MaxBatch)
+	}
 	if cfg.Propagator == nil {
 		cfg.Propagator = propagation.TraceContext{}
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, access: newAccess(cfg.Partners, cfg.AdminToken, cfg.ForwardSecret)}
+	s.guard = &guard{limiter: cfg.Limiter, limit: cfg.FailureRate, log: cfg.Logger, now: cfg.Now, blocked: map[string]time.Time{}}
 	// Tracing and request metrics wrap observe: the span is in the context
 	// the access log reads, and the status they record is the one written.
 	var outer []echo.MiddlewareFunc
@@ -200,26 +217,28 @@ func New(cfg Config) (*Server, error) {
 	}
 	e.Use(outer...)
 	e.Use(s.observe, s.recoverPanic, s.cors())
-	partner := []echo.MiddlewareFunc{s.authenticatePartner}
-	admin := []echo.MiddlewareFunc{s.adminOnly}
-	guard := s.guardFailures
+	// Every operation: the brute-force guard, then the access table, before
+	// any body is read: strangers cost nothing.
+	checked := func(op Op, more ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
+		return append([]echo.MiddlewareFunc{s.guardFailures, s.authorize(op)}, more...)
+	}
 	api.RegisterHandlersWithOptions(e, api.NewStrictHandler(s, nil), api.RegisterHandlersOptions{
 		OperationMiddlewares: map[string][]echo.MiddlewareFunc{
-			// Authenticate before reading a body: strangers cost nothing.
-			"generate":             {s.authenticatePartner, s.limitMinting, s.readBundle},
-			"verify":               {guard},
-			"verifyBatch":          {guard, s.limitJSONBody},
-			"refresh":              {guard},
-			"getToken":             partner,
-			"revokeToken":          partner,
-			"adminListKeys":        admin,
-			"adminReload":          admin,
-			"adminRevokeToken":     admin,
-			"adminRevokeKeyTokens": admin,
+			"generate":             checked(OpMint, s.limitMinting, s.readBundle),
+			"verify":               checked(OpVerify),
+			"verifyBatch":          checked(OpBatch, s.limitJSONBody),
+			"refresh":              checked(OpRefresh),
+			"getToken":             checked(OpLookup),
+			"revokeToken":          checked(OpRevoke),
+			"adminListKeys":        checked(OpAdminListKeys),
+			"adminReload":          checked(OpAdminReload),
+			"adminRevokeToken":     checked(OpAdminRevokeToken),
+			"adminRevokeKeyTokens": checked(OpAdminRevokeKeyTokens),
 		},
 	})
-	e.Any("/auth", s.forwardAuth, guard)
-	e.Any("/auth/*", s.forwardAuth, guard)
+	forward := checked(OpForward)
+	e.Any("/auth", s.forwardAuth, forward...)
+	e.Any("/auth/*", s.forwardAuth, forward...)
 	// The API reference page: HTML, outside the contract.
 	docsHandler := echo.WrapHandler(docs.Handler())
 	for _, path := range []string{docs.PagePath, docs.PagePath + "/", docs.ScriptPath} {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 
 	"github.com/google/uuid"
@@ -17,22 +16,6 @@ func newToken() (uuid.UUID, store.ID, error) {
 		return u, store.ID{}, err
 	}
 	return u, tokenID(u.String()), nil
-}
-
-// idempotentToken derives the token of a partner's Idempotency-Key: an
-// HMAC under a server secret, shaped as a UUID v4. Neither the token nor
-// the Idempotency-Key is stored; a retry derives the same token again.
-func idempotentToken(secret []byte, keyID, idemKey string) uuid.UUID {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte("tokensvc idempotency v1\x00"))
-	mac.Write([]byte(keyID))
-	mac.Write([]byte{0})
-	mac.Write([]byte(idemKey))
-	var u uuid.UUID
-	copy(u[:], mac.Sum(nil))
-	u[6] = (u[6] & 0x0f) | 0x40 // version 4
-	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
-	return u
 }
 
 // parseToken accepts only what newToken makes: a 36-character UUID v4

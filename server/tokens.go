@@ -14,7 +14,7 @@ func (s *Server) GetToken(ctx context.Context, req api.GetTokenRequestObject) (a
 	ri := info(ctx)
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	id, rec, err := s.ownToken(sctx, req.TokenId, ri.key.ID)
+	id, rec, err := s.ownToken(sctx, OpLookup, ri.caller, req.TokenId)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 	ri := info(ctx)
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	id, _, err := s.ownToken(sctx, req.TokenId, ri.key.ID)
+	id, _, err := s.ownToken(sctx, OpRevoke, ri.caller, req.TokenId)
 	if err != nil {
 		return nil, err
 	}
@@ -38,9 +38,10 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 	return api.RevokeToken204Response{}, nil
 }
 
-// ownToken finds a token of the given partner key. Other partners' tokens
-// are as unknown as missing ones.
-func (s *Server) ownToken(ctx context.Context, tokenID, keyID string) (store.ID, store.Record, error) {
+// ownToken finds a token for op, which the access table allows only on the
+// caller's own tokens: other partners' tokens are as unknown as missing
+// ones.
+func (s *Server) ownToken(ctx context.Context, op Op, c caller, tokenID string) (store.ID, store.Record, error) {
 	id, err := store.ParseID(tokenID)
 	if err != nil {
 		return id, store.Record{}, errNoSuchToken
@@ -51,10 +52,8 @@ func (s *Server) ownToken(ctx context.Context, tokenID, keyID string) (store.ID,
 		return id, rec, errNoSuchToken
 	case err != nil:
 		return id, rec, err
-	case rec.KeyID != keyID:
-		return id, rec, errNoSuchToken
 	}
-	return id, rec, nil
+	return id, rec, s.access.decide(op, c, &rec)
 }
 
 func (s *Server) revoke(ctx context.Context, id store.ID) error {

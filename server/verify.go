@@ -7,126 +7,154 @@ import (
 	"net/http"
 
 	"github.com/tokensvc/tokensvc/api"
-	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/store"
 )
 
 // Verify answers the bundle of a live token, counting one use.
 func (s *Server) Verify(ctx context.Context, _ api.VerifyRequestObject) (api.VerifyResponseObject, error) {
 	ri := info(ctx)
-	partner, err := s.partnerIfPresented(ri)
-	if err != nil {
-		return nil, err
-	}
-	rec, err := s.use(ctx, ri, ri.token)
+	rec, err := s.use(ctx, OpVerify, ri.caller, ri.token)
 	if err != nil {
 		return nil, err
 	}
 	s.metrics.tokenVerified(ri.route)
-	return bundleResponse(visible(rec, partner)), nil
+	return bundleResponse(s.visible(ri.caller, rec)), nil
 }
 
-// use is one verification of a presented token, shared by /verify and
-// /auth: it counts the use and applies the partner key's rules.
-func (s *Server) use(ctx context.Context, ri *requestInfo, presented string) (store.Record, error) {
+// use is one verification of a presented token for op (/verify, /auth): it
+// counts the use, with the access table's cells decided around it, and
+// unseals the bundle.
+func (s *Server) use(ctx context.Context, op Op, c caller, presented string) (store.Record, error) {
 	token, id, ok := parseToken(presented)
 	if !ok {
 		return store.Record{}, errInvalidToken
 	}
-	ri.tokenID = id.String()
+	info(ctx).tokenID = id.String()
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	if err := s.checkOrigin(sctx, id, ri.origin); err != nil {
+	if err := s.precheck(sctx, op, c, id); err != nil {
 		return store.Record{}, err
 	}
 	rec, err := s.cfg.Store.Consume(sctx, id, s.cfg.Now())
 	if err != nil {
 		return store.Record{}, err
 	}
-	if err := s.admit(rec, ri.origin); err != nil {
+	if err := s.access.decide(op, c, &rec); err != nil {
 		return store.Record{}, err
 	}
 	return rec, unseal(token, &rec)
 }
 
-// checkOrigin refuses a browser call from an origin the token's partner key
-// does not allow, before a use is spent on it. Server-side calls (no
-// Origin) skip the extra store read.
-func (s *Server) checkOrigin(ctx context.Context, id store.ID, origin string) error {
-	if origin == "" {
+// precheck decides op on the token's record before a use is spent on it,
+// when the cell depends on the record: a browser's origin. Server-side
+// callers skip the extra store read.
+func (s *Server) precheck(ctx context.Context, op Op, c caller, id store.ID) error {
+	if c.origin == "" {
 		return nil
 	}
 	rec, err := s.cfg.Store.Get(ctx, id)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case rec.State == store.Used:
+	}
+	return s.decideOn(op, c, rec)
+}
+
+// decideOn is decide on a record that may be a tombstone, which answers
+// why the token ended (for a caller who may use the token at all).
+func (s *Server) decideOn(op Op, c caller, rec store.Record) error {
+	if err := s.access.decide(op, c, &rec); err != nil {
+		return err
+	}
+	switch rec.State {
+	case store.Used:
 		return errTokenUsed
-	case rec.State == store.Revoked:
+	case store.Revoked:
 		return errTokenRevoked
-	case !s.cfg.Partners.OriginAllowed(rec.KeyID, origin):
-		return errOrigin
 	}
 	return nil
 }
 
-// admit applies the rules of the minting partner key to a live record:
-// key disabled, browser origin. (The store itself refuses the tokens of a
-// key revoked as a whole.)
-func (s *Server) admit(rec store.Record, origin string) error {
-	if key, ok := s.cfg.Partners.ByID(rec.KeyID); ok && key.Disabled {
-		return errTokenRevoked
-	}
-	if origin != "" && !s.cfg.Partners.OriginAllowed(rec.KeyID, origin) {
-		return errOrigin
-	}
-	return nil
-}
-
-// visible is what a caller may read of a record: everything for the
-// minting partner's own backend, the public fields for anyone else.
-func visible(rec store.Record, partner *keys.Key) json.RawMessage {
-	if partner != nil && partner.ID == rec.KeyID {
+// visible is what c may read of a record: with its private fields if the
+// access table says so, the public ones otherwise.
+func (s *Server) visible(c caller, rec store.Record) json.RawMessage {
+	if s.access.may(OpReadPrivate, c, &rec) {
 		return mergeBundle(rec.Bundle, rec.Private)
 	}
 	return rec.Bundle
 }
 
-// VerifyBatch verifies many tokens with one store round trip per node for
-// the uses and one for the key epochs.
+// VerifyBatch verifies many tokens with one store round trip per node. The
+// brute-force guard takes every token from the client's allowance first
+// and gives back those that pass, so a batch never guesses past the limit.
 func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObject) (api.VerifyBatchResponseObject, error) {
 	ri := info(ctx)
-	partner, err := s.partnerIfPresented(ri)
-	if err != nil {
-		return nil, err
-	}
+	c := ri.caller
 	if req.Body == nil || len(req.Body.Tokens) == 0 || len(req.Body.Tokens) > s.cfg.MaxBatch {
 		return nil, newError(api.ErrorErrorInvalidBody, "tokens must hold 1 to %d tokens", s.cfg.MaxBatch)
 	}
-	results := make([]api.BatchResult, len(req.Body.Tokens))
+	n := len(req.Body.Tokens)
+	if err := s.reserveChecks(ctx, n); err != nil {
+		return nil, err
+	}
+	results, passed, err := s.verifyBatch(ctx, c, req.Body.Tokens)
+	if err != nil {
+		passed = n // an outage says nothing of the tokens
+	}
+	s.refundChecks(ctx, passed)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.batchChecked(ri.route, results)
+	return batchResponse(results), nil
+}
+
+// verifyBatch is VerifyBatch's work: the results, and how many passed.
+func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) ([]api.BatchResult, int, error) {
+	results := make([]api.BatchResult, len(presented))
 	ids := make([]store.ID, 0, len(results))
 	at := make([]int, 0, len(results)) // at[j] is the result index of ids[j]
 	tokens := make([]string, 0, len(results))
-	for i, t := range req.Body.Tokens {
+	for i, t := range presented {
 		if token, id, ok := parseToken(t); ok {
 			ids, at, tokens = append(ids, id), append(at, i), append(tokens, token)
 		} else {
 			results[i] = rejected(errInvalidToken)
-			ri.failures++
 		}
 	}
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
+	if c.origin != "" {
+		// A browser's origin is decided before any use is spent.
+		keep := 0
+		for j, r := range s.cfg.Store.GetMany(sctx, ids) {
+			err := r.Err
+			if err == nil {
+				err = s.decideOn(OpBatch, c, r.Record)
+			}
+			if err != nil {
+				e, ok := toError(err)
+				if !ok || errors.Is(err, store.ErrUnavailable) {
+					return nil, 0, err
+				}
+				results[at[j]] = rejected(e)
+				continue
+			}
+			ids[keep], at[keep], tokens[keep] = ids[j], at[j], tokens[j]
+			keep++
+		}
+		ids, at, tokens = ids[:keep], at[:keep], tokens[:keep]
+	}
 	used := s.cfg.Store.ConsumeMany(sctx, ids, s.cfg.Now())
 	for _, r := range used {
 		if errors.Is(r.Err, store.ErrUnavailable) {
-			return nil, r.Err
+			return nil, 0, r.Err
 		}
 	}
+	passed := 0
 	for j, r := range used {
 		err := r.Err
 		if err == nil {
-			err = s.admit(r.Record, ri.origin)
+			err = s.access.decide(OpBatch, c, &r.Record)
 		}
 		if err == nil {
 			err = unseal(tokens[j], &r.Record)
@@ -134,17 +162,16 @@ func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObje
 		if err != nil {
 			e, ok := toError(err)
 			if !ok {
-				return nil, err
+				return nil, 0, err
 			}
 			results[at[j]] = rejected(e)
-			ri.failures++
 			continue
 		}
-		b := visible(r.Record, partner)
+		b := s.visible(c, r.Record)
 		results[at[j]] = api.BatchResult{Valid: true, Bundle: &b}
+		passed++
 	}
-	s.metrics.batchChecked(ri.route, results)
-	return batchResponse(results), nil
+	return results, passed, nil
 }
 
 func rejected(e *Error) api.BatchResult {

@@ -21,32 +21,34 @@ import (
 
 // config is everything the service reads from its environment.
 type config struct {
-	Addr            string
-	RedisURL        string
-	RedisPrefix     string
-	StoreTimeout    time.Duration
-	APIKeys         string
-	APIKeysReload   time.Duration
-	TokenTTL        time.Duration
-	MaxTokenTTL     time.Duration
-	MaxBodyBytes    int64
-	LogLevel        slog.Level
-	ShutdownTimeout time.Duration
-	AdminToken      string
-	IdempotencyKey  []byte
-	ForwardCookie   string
-	ForwardFields   []string
-	MaxBatch        int
-	MaxSession      time.Duration
-	Replicas        int
-	AutoPipeline    bool
-	GenerateRate    ratelimit.Limit
-	FailureRate     ratelimit.Limit
-	TrustedProxies  []*net.IPNet
-	TLSCert         string
-	TLSKey          string
-	RedisCA         string
-	MetricsAddr     string
+	Addr          string
+	RedisURL      string
+	RedisPrefix   string
+	StoreTimeout  time.Duration
+	APIKeys       string
+	APIKeysReload time.Duration
+	// KeepRemovedKeyTokens: see server.Config.
+	KeepRemovedKeyTokens bool
+	TokenTTL             time.Duration
+	MaxTokenTTL          time.Duration
+	MaxBodyBytes         int64
+	LogLevel             slog.Level
+	ShutdownTimeout      time.Duration
+	AdminToken           string
+	IdempotencyKey       []byte
+	ForwardCookie        string
+	ForwardFields        []string
+	MaxBatch             int
+	MaxSession           time.Duration
+	Replicas             int
+	AutoPipeline         bool
+	GenerateRate         ratelimit.Limit
+	FailureRate          ratelimit.Limit
+	TrustedProxies       []*net.IPNet
+	TLSCert              string
+	TLSKey               string
+	RedisCA              string
+	MetricsAddr          string
 	// Tracing is on when the standard OTEL_* variables ask for traces
 	// (tracingWanted); they are not settings of this table.
 	Tracing bool
@@ -106,6 +108,18 @@ func settings() []setting {
 					return errors.New("want a whole number of seconds, at least 1")
 				}
 				c.APIKeysReload = time.Duration(n) * time.Second
+				return nil
+			}},
+		{"TOKENSVC_REMOVED_KEY_TOKENS", "server.removed_key_tokens", "revoke", "tokens of a partner key removed from the key source: revoke (for good, in the store: a key that comes back does not bring them back) or keep (refused while the key is absent, working again if it comes back)",
+			func(c *config, v string) error {
+				switch v {
+				case "revoke":
+					c.KeepRemovedKeyTokens = false
+				case "keep":
+					c.KeepRemovedKeyTokens = true
+				default:
+					return errors.New("want revoke or keep")
+				}
 				return nil
 			}},
 		{"TOKENSVC_TOKEN_TTL", "token.ttl", "1h", "token lifetime when the request names none",

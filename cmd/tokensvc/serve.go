@@ -29,7 +29,7 @@ const (
 	readTimeout       = 15 * time.Second
 	writeTimeout      = 20 * time.Second
 	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 1 << 20 // the server limits headers to 32 KiB itself, with a JSON answer
+	maxHeaderBytes    = 64 << 10 // the server limits the request line and headers to 32 KiB itself, with a JSON answer
 	// redisWait is how long start-up waits for an unreachable Redis.
 	redisWait = 30 * time.Second
 )
@@ -66,7 +66,6 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 	if err != nil {
 		return fmt.Errorf("configuration TOKENSVC_API_KEYS: %w", err)
 	}
-	go partners.Run(regCtx)
 
 	idemSecret := cfg.IdempotencyKey
 	if len(idemSecret) == 0 && cfg.RedisURL == "" {
@@ -80,7 +79,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 		Store: st, Partners: partners, Logger: log,
 		TokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL, MaxSessionLifetime: cfg.MaxSession,
 		MaxBodyBytes: cfg.MaxBodyBytes, StoreTimeout: cfg.StoreTimeout, MaxBatch: cfg.MaxBatch,
-		AdminToken: cfg.AdminToken, IdempotencySecret: idemSecret,
+		AdminToken: cfg.AdminToken, IdempotencySecret: idemSecret, KeepRemovedKeyTokens: cfg.KeepRemovedKeyTokens,
 		ForwardCookie: cfg.ForwardCookie, ForwardFields: cfg.ForwardFields,
 		Limiter: limiter, GenerateRate: cfg.GenerateRate, FailureRate: cfg.FailureRate, TrustedProxies: cfg.TrustedProxies,
 	}
@@ -89,6 +88,8 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 	if err != nil {
 		return err
 	}
+	partners.OnChange(srv.KeysChanged)
+	go partners.Run(regCtx)
 	var handler http.Handler = srv
 	var certs *certFiles
 	if cfg.TLSCert != "" {

@@ -100,7 +100,7 @@ func TestPlainSecretIsServerAndClient(t *testing.T) {
 	r := newRegistry(t, "p1,p2", Options{})
 	for _, origin := range []string{"", "https://anywhere.example", "null"} {
 		for _, s := range []string{"p1", "p2"} {
-			if k, err := r.Authenticate(s, origin); err != nil || k.ID != idOf(s) {
+			if k, _, err := r.Authenticate(s, origin); err != nil || k.ID != idOf(s) {
 				t.Errorf("Authenticate(%q, %q) = %q, %v", s, origin, k.ID, err)
 			}
 		}
@@ -165,13 +165,13 @@ func TestHashSecret(t *testing.T) {
 	spec := `[{"id": "h", "server_secret": "` + HashSecret("abc") + `", "client_secret": "SHA256:` +
 		strings.ToUpper(HashSecret("web")[len("sha256:"):]) + `"}]`
 	r := newRegistry(t, spec, Options{})
-	if k, err := r.Authenticate("abc", ""); err != nil || k.ID != "h" {
+	if k, _, err := r.Authenticate("abc", ""); err != nil || k.ID != "h" {
 		t.Errorf("Authenticate(clear server secret) = %q, %v", k.ID, err)
 	}
-	if k, err := r.Authenticate("web", "https://x.example"); err != nil || k.ID != "h" {
+	if k, _, err := r.Authenticate("web", "https://x.example"); err != nil || k.ID != "h" {
 		t.Errorf("Authenticate(clear client secret) = %q, %v", k.ID, err)
 	}
-	if _, err := r.Authenticate(HashSecret("abc"), ""); err != ErrUnknownKey {
+	if _, _, err := r.Authenticate(HashSecret("abc"), ""); err != ErrUnknownKey {
 		t.Errorf("the stored hash itself authenticated: %v", err)
 	}
 }

@@ -69,7 +69,22 @@ type Registry struct {
 
 	statusMu sync.Mutex
 	status   Status
+
+	onChange atomic.Pointer[func(Change)]
 }
+
+// Change is what a reload changed in the key set: the ids that appeared
+// and the ids that went away (disabling a key is neither: its tokens are
+// refused while it is disabled and work again when it is enabled).
+type Change struct {
+	Generation     uint64
+	Added, Removed []string
+}
+
+// OnChange makes fn receive every later change of the key set, from the
+// goroutine that reloaded, after the new set is in force. The first load
+// (in New) is not a change. A second call replaces fn.
+func (r *Registry) OnChange(fn func(Change)) { r.onChange.Store(&fn) }
 
 // New parses spec (see the package documentation for the accepted forms) and
 // loads the keys once. A bad spec or a failed first load is an error that
@@ -130,6 +145,12 @@ func (r *Registry) Run(ctx context.Context) {
 // the current set and returns the error, which is also logged and recorded
 // in Status.
 func (r *Registry) Reload(ctx context.Context) error {
+	var changed *Change
+	defer func() { // after the locks are released: fn may call back
+		if fn := r.onChange.Load(); fn != nil && changed != nil {
+			(*fn)(*changed)
+		}
+	}()
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
 	at := r.now()
@@ -149,11 +170,35 @@ func (r *Registry) Reload(ctx context.Context) error {
 	}
 	r.status.LastSuccess, r.status.LastError = at, ""
 	if snap != nil {
-		r.snap.Store(snap)
+		old := r.snap.Swap(snap)
 		r.status.Keys, r.status.Generation = len(snap.keys), snap.generation
 		r.log.Info("keys: loaded", "keys", len(snap.keys), "generation", snap.generation)
+		if ch := diff(old, snap); old != nil && len(ch.Added)+len(ch.Removed) > 0 {
+			changed = &ch
+		}
 	}
 	return nil
+}
+
+// diff lists the key ids that next adds to and removes from old, sorted.
+func diff(old, next *snapshot) Change {
+	ch := Change{Generation: next.generation}
+	if old == nil {
+		return ch
+	}
+	for id := range next.byID {
+		if _, ok := old.byID[id]; !ok {
+			ch.Added = append(ch.Added, id)
+		}
+	}
+	for id := range old.byID {
+		if _, ok := next.byID[id]; !ok {
+			ch.Removed = append(ch.Removed, id)
+		}
+	}
+	slices.Sort(ch.Added)
+	slices.Sort(ch.Removed)
+	return ch
 }
 
 // load returns a new snapshot, or nil when the source content is the one
@@ -202,37 +247,62 @@ func (r *Registry) parse(data []byte) (*snapshot, error) {
 	return newSnapshot(entries, secrets, gen), nil
 }
 
-// Authenticate finds the key of a presented secret (the x-api-key header).
-// origin is the request's Origin header, "" when there is none. A server
-// secret is accepted with or without an origin; a client secret only with an
-// origin its key allows. Errors wrap ErrUnknownKey or ErrOriginNotAllowed.
+// SecretKind tells which kind of a key's secrets a request presented.
+type SecretKind uint8
+
+// Kinds of secret. A secret listed both ways (a plain-string key) is a
+// server secret.
+const (
+	// ServerSecret is kept on the partner's servers: it may mint, read
+	// private fields and manage the key's tokens.
+	ServerSecret SecretKind = iota + 1
+	// ClientSecret lives in web pages, public by nature: it works only
+	// from an origin its key allows, and may mint and verify, nothing more.
+	ClientSecret
+)
+
+func (k SecretKind) String() string {
+	switch k {
+	case ServerSecret:
+		return "server secret"
+	case ClientSecret:
+		return "client secret"
+	}
+	return "no secret"
+}
+
+// Authenticate finds the key of a presented secret (the x-api-key header)
+// and says which kind of secret it is. origin is the request's Origin
+// header, "" when there is none. A server secret is accepted with or
+// without an origin; a client secret only with an origin its key allows.
+// Errors wrap ErrUnknownKey or ErrOriginNotAllowed.
 //
 // The cost does not depend on the number of keys: the secret's SHA-256
 // indexes the set, and the stored hash is compared in constant time.
-func (r *Registry) Authenticate(secret, origin string) (Key, error) {
+func (r *Registry) Authenticate(secret, origin string) (Key, SecretKind, error) {
 	if secret == "" {
-		return Key{}, ErrUnknownKey
+		return Key{}, 0, ErrUnknownKey
 	}
 	s := r.snap.Load()
 	h := sha256.Sum256([]byte(secret))
 	ref, ok := s.secrets[h]
 	if !ok || subtle.ConstantTimeCompare(ref.hash[:], h[:]) != 1 {
-		return Key{}, ErrUnknownKey
+		return Key{}, 0, ErrUnknownKey
 	}
 	e := &s.keys[ref.key]
 	if e.Disabled {
-		return Key{}, ErrUnknownKey
+		return Key{}, 0, ErrUnknownKey
 	}
 	if ref.server {
-		return e.public(), nil
+		return e.public(), ServerSecret, nil
 	}
 	if origin == "" {
-		return Key{}, fmt.Errorf("key %q: client secret without an Origin header: %w", e.ID, ErrOriginNotAllowed)
+		return Key{}, 0, fmt.Errorf("key %q: client secret without an Origin header: %w", e.ID, ErrOriginNotAllowed)
 	}
 	if !e.allows(origin) {
-		return Key{}, fmt.Errorf("key %q: origin %q: %w", e.ID, origin, ErrOriginNotAllowed)
+		return Key{}, 0, fmt.Errorf("key %q: origin %q: %w", e.ID, origin, ErrOriginNotAllowed)
 	}
-	return e.public(), nil
+	return e.public(), ClientSecret, nil
 }
 
 // ByID returns the key named id, disabled or not.

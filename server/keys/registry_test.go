@@ -36,35 +36,36 @@ func TestAuthenticate(t *testing.T) {
 		name           string
 		secret, origin string
 		wantID         string
+		wantKind       SecretKind
 		wantErr        error
 	}{
-		{"server secret without origin", "srv-1", "", "backend", nil},
-		{"server secret from any origin", "srv-1", "https://elsewhere.example", "backend", nil},
-		{"client secret from an allowed origin", "cli-1", "https://a.partner.com", "browser", nil},
-		{"client secret from a deep subdomain", "cli-1", "https://a.b.partner.com:8443", "browser", nil},
-		{"client secret from the bare domain", "cli-1", "https://partner.com", "browser", nil},
-		{"client secret from a disallowed origin", "cli-1", "https://evilpartner.com", "", ErrOriginNotAllowed},
-		{"client secret from the null origin", "cli-1", "null", "", ErrOriginNotAllowed},
-		{"client secret without origin", "cli-1", "", "", ErrOriginNotAllowed},
-		{"client secret, any origin", "cli-any", "https://whoever.example", "anywhere", nil},
-		{"client secret, any origin, still needs one", "cli-any", "", "", ErrOriginNotAllowed},
-		{"old secret while rotating", "rot-old", "", "rotating", nil},
-		{"new secret while rotating", "rot-new", "", "rotating", nil},
-		{"disabled key, server secret", "off-1", "", "", ErrUnknownKey},
-		{"disabled key, client secret", "off-cli", "https://x.example", "", ErrUnknownKey},
-		{"hashed secret in clear", "hashed-1", "", "hashed", nil},
-		{"unknown secret", "nope", "", "", ErrUnknownKey},
-		{"empty secret", "", "", "", ErrUnknownKey},
-		{"secret with a different case", "SRV-1", "", "", ErrUnknownKey},
+		{"server secret without origin", "srv-1", "", "backend", ServerSecret, nil},
+		{"server secret from any origin", "srv-1", "https://elsewhere.example", "backend", ServerSecret, nil},
+		{"client secret from an allowed origin", "cli-1", "https://a.partner.com", "browser", ClientSecret, nil},
+		{"client secret from a deep subdomain", "cli-1", "https://a.b.partner.com:8443", "browser", ClientSecret, nil},
+		{"client secret from the bare domain", "cli-1", "https://partner.com", "browser", ClientSecret, nil},
+		{"client secret from a disallowed origin", "cli-1", "https://evilpartner.com", "", 0, ErrOriginNotAllowed},
+		{"client secret from the null origin", "cli-1", "null", "", 0, ErrOriginNotAllowed},
+		{"client secret without origin", "cli-1", "", "", 0, ErrOriginNotAllowed},
+		{"client secret, any origin", "cli-any", "https://whoever.example", "anywhere", ClientSecret, nil},
+		{"client secret, any origin, still needs one", "cli-any", "", "", 0, ErrOriginNotAllowed},
+		{"old secret while rotating", "rot-old", "", "rotating", ServerSecret, nil},
+		{"new secret while rotating", "rot-new", "", "rotating", ServerSecret, nil},
+		{"disabled key, server secret", "off-1", "", "", 0, ErrUnknownKey},
+		{"disabled key, client secret", "off-cli", "https://x.example", "", 0, ErrUnknownKey},
+		{"hashed secret in clear", "hashed-1", "", "hashed", ServerSecret, nil},
+		{"unknown secret", "nope", "", "", 0, ErrUnknownKey},
+		{"empty secret", "", "", "", 0, ErrUnknownKey},
+		{"secret with a different case", "SRV-1", "", "", 0, ErrUnknownKey},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			k, err := r.Authenticate(c.secret, c.origin)
+			k, kind, err := r.Authenticate(c.secret, c.origin)
 			if !errors.Is(err, c.wantErr) || (c.wantErr == nil && err != nil) {
 				t.Fatalf("Authenticate(%q, %q) error = %v, want %v", c.secret, c.origin, err, c.wantErr)
 			}
-			if k.ID != c.wantID {
-				t.Errorf("Authenticate(%q, %q) = key %q, want %q", c.secret, c.origin, k.ID, c.wantID)
+			if k.ID != c.wantID || kind != c.wantKind {
+				t.Errorf("Authenticate(%q, %q) = key %q, %v; want %q, %v", c.secret, c.origin, k.ID, kind, c.wantID, c.wantKind)
 			}
 			if err != nil && strings.Contains(err.Error(), c.secret) && c.secret != "" {
 				t.Errorf("error %q reveals the secret", err)
@@ -135,7 +136,7 @@ func TestByIDAndKeys(t *testing.T) {
 		t.Errorf("ByID(browser) ok=%v (-want +got):\n%s", ok, diff)
 	}
 	k.Origins[0] = "*" // the caller's copy, not the registry's
-	if _, err := r.Authenticate("cli-1", "https://evil.example"); !errors.Is(err, ErrOriginNotAllowed) {
+	if _, _, err := r.Authenticate("cli-1", "https://evil.example"); !errors.Is(err, ErrOriginNotAllowed) {
 		t.Errorf("changing a returned Key changed the registry: %v", err)
 	}
 	if _, ok := r.ByID("missing"); ok {
@@ -173,16 +174,16 @@ func TestTenThousandKeys(t *testing.T) {
 	if got := r.Status().Keys; got != 10000 {
 		t.Fatalf("Status().Keys = %d, want 10000", got)
 	}
-	if k, err := r.Authenticate("secret-9999", ""); err != nil || k.ID != "p09999" {
+	if k, _, err := r.Authenticate("secret-9999", ""); err != nil || k.ID != "p09999" {
 		t.Errorf("Authenticate(last server secret) = %q, %v", k.ID, err)
 	}
-	if k, err := r.Authenticate("web-9999", "https://p9999.example"); err != nil || k.ID != "p09999" {
+	if k, _, err := r.Authenticate("web-9999", "https://p9999.example"); err != nil || k.ID != "p09999" {
 		t.Errorf("Authenticate(last client secret) = %q, %v", k.ID, err)
 	}
-	if _, err := r.Authenticate("web-9999", "https://p9998.example"); !errors.Is(err, ErrOriginNotAllowed) {
+	if _, _, err := r.Authenticate("web-9999", "https://p9998.example"); !errors.Is(err, ErrOriginNotAllowed) {
 		t.Errorf("Authenticate(last client secret, a neighbour's origin) = %v", err)
 	}
-	if _, err := r.Authenticate("secret-10000", ""); !errors.Is(err, ErrUnknownKey) {
+	if _, _, err := r.Authenticate("secret-10000", ""); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("Authenticate(unknown) = %v", err)
 	}
 	if !r.AnyOriginAllowed("https://p9999.example") || r.AnyOriginAllowed("https://p10000.example") {
@@ -199,7 +200,7 @@ func BenchmarkAuthenticate10k(b *testing.B) {
 		b.Run(fmt.Sprintf("keys=%d/server", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := r.Authenticate(server, ""); err != nil {
+				if _, _, err := r.Authenticate(server, ""); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -207,14 +208,14 @@ func BenchmarkAuthenticate10k(b *testing.B) {
 		b.Run(fmt.Sprintf("keys=%d/client", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := r.Authenticate(client, origin); err != nil {
+				if _, _, err := r.Authenticate(client, origin); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 		b.Run(fmt.Sprintf("keys=%d/unknown", n), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := r.Authenticate("no-such-secret", ""); err == nil {
+				if _, _, err := r.Authenticate("no-such-secret", ""); err == nil {
 					b.Fatal("authenticated")
 				}
 			}
@@ -232,7 +233,7 @@ func TestConcurrentReload(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				k, err := r.Authenticate("s", "")
+				k, _, err := r.Authenticate("s", "")
 				if err != nil || (k.ID != "a" && k.ID != "b") {
 					t.Errorf("Authenticate during reload = %q, %v", k.ID, err)
 					return

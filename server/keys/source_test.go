@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func writeKeys(tb testing.TB, dir, content string) string {
@@ -67,7 +69,7 @@ func (s *syncBuffer) String() string {
 
 func wantAuth(tb testing.TB, r *Registry, secret, wantID string) {
 	tb.Helper()
-	k, err := r.Authenticate(secret, "")
+	k, _, err := r.Authenticate(secret, "")
 	if wantID == "" {
 		if !errors.Is(err, ErrUnknownKey) {
 			tb.Errorf("Authenticate(%q) = %q, %v; want ErrUnknownKey", secret, k.ID, err)
@@ -177,7 +179,7 @@ func TestRunPollsTheSource(t *testing.T) {
 	}()
 	rewrite(t, path, `{"tokens": [{"id": "b", "server_secret": "b-secret"}]}`, 1)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := r.Authenticate("b-secret", ""); err == nil {
+		if _, _, err := r.Authenticate("b-secret", ""); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -194,5 +196,31 @@ func TestRunInlineReturns(t *testing.T) {
 	r.Run(context.Background()) // returns at once: nothing to poll
 	if err := r.Reload(context.Background()); err != nil || r.Status().Generation != 1 {
 		t.Errorf("Reload() of an inline spec = %v, generation %d", err, r.Status().Generation)
+	}
+}
+
+func TestOnChangeReportsAddedAndRemoved(t *testing.T) {
+	path := writeKeys(t, t.TempDir(), `[{"id": "a", "server_secret": "a-secret"}, {"id": "b", "server_secret": "b-secret"}]`)
+	r := newRegistry(t, "file://"+path, Options{})
+	var got []Change
+	r.OnChange(func(ch Change) {
+		r.Status() // may call back into the registry: no lock is held
+		got = append(got, ch)
+	})
+	rewrite(t, path, `[{"id": "b", "server_secret": "b-secret"}, {"id": "c", "server_secret": "c-secret"}]`, 1)
+	if err := r.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Disabling a key and an unchanged reload are not changes of the set.
+	rewrite(t, path, `[{"id": "b", "server_secret": "b-secret", "disabled": true}, {"id": "c", "server_secret": "c-secret"}]`, 2)
+	if err := r.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{{Generation: 2, Added: []string{"c"}, Removed: []string{"a"}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
 	}
 }

@@ -1,0 +1,274 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokensvc/tokensvc/server/keys"
+	"github.com/tokensvc/tokensvc/server/ratelimit"
+	"github.com/tokensvc/tokensvc/store"
+)
+
+const webKeys = `[{"id":"web","client_secret":"cs-web-123","server_secret":"ss-web-123","origins":["*.example.com"]}]`
+
+// A client secret lives in web pages: it unlocks neither private fields
+// nor token management (issue: "a client secret unlocks private fields").
+func TestClientSecretIsPublic(t *testing.T) {
+	h := newHarness(t, withKeys(t, webKeys))
+	res := h.do(t, "POST", "/generate?private=auth", `{"file":"/a","auth":"partner-api-key"}`, jsonCT, "x-api-key: ss-web-123")
+	token, id := res.json(t)["token"].(string), res.json(t)["token_id"].(string)
+	browser := []string{"Origin: https://app.example.com", "x-api-key: cs-web-123"}
+	if res := h.verify(t, token, browser...); string(res.body) != `{"file":"/a"}` {
+		t.Errorf("verify with the client secret: %d %s", res.status, res.body)
+	}
+	res = h.do(t, "POST", "/verify/batch", fmt.Sprintf(`{"tokens":[%q]}`, token), append([]string{jsonCT}, browser...)...)
+	if strings.Contains(string(res.body), "partner-api-key") {
+		t.Errorf("batch with the client secret: %s", res.body)
+	}
+	wantError(t, h.do(t, "GET", "/tokens/"+id, "", browser...), 403, "server_secret_required")
+	wantError(t, h.do(t, "DELETE", "/tokens/"+id, "", browser...), 403, "server_secret_required")
+	if res := h.verify(t, token, "x-api-key: ss-web-123"); string(res.body) != `{"file":"/a","auth":"partner-api-key"}` {
+		t.Errorf("verify with the server secret: %d %s", res.status, res.body)
+	}
+}
+
+// /auth sends private fields as headers only to the gateway that proves
+// itself; anyone else holding the token gets the public ones.
+func TestForwardPrivateFieldsNeedTheGateway(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.ForwardFields = []string{"userId", "auth"}
+		c.ForwardSecret = "gateway-secret-0123456789"
+	})
+	token := h.mint(t, "?private=auth", `{"userId":"u-1","auth":"partner-api-key"}`)
+	res := h.do(t, "GET", "/auth", "", "x-api-token: "+token)
+	if res.status != 200 || res.header.Get("X-Token-Userid") != "u-1" || res.header.Get("X-Token-Auth") != "" {
+		t.Errorf("without the gateway secret: %d, headers %v", res.status, res.header)
+	}
+	res = h.do(t, "GET", "/auth", "", "x-api-token: "+token, "X-Gateway-Secret: gateway-secret-0123456789")
+	if res.status != 200 || res.header.Get("X-Token-Auth") != "partner-api-key" {
+		t.Errorf("with the gateway secret: %d, headers %v", res.status, res.header)
+	}
+	wantError(t, h.do(t, "GET", "/auth", "", "x-api-token: "+token, "X-Gateway-Secret: guess"), 401, "unauthorized")
+	// No secret configured: no caller is the gateway.
+	open := newHarness(t, func(c *Config) { c.ForwardFields = []string{"auth"} })
+	token = open.mint(t, "?private=auth", `{"auth":"partner-api-key"}`)
+	wantError(t, open.do(t, "GET", "/auth", "", "x-api-token: "+token, "X-Gateway-Secret: "), 401, "unauthorized")
+	if res := open.do(t, "GET", "/auth", "", "x-api-token: "+token); res.header.Get("X-Token-Auth") != "" {
+		t.Errorf("private field forwarded with no gateway secret configured")
+	}
+}
+
+// A key removed from the key source takes its tokens with it, everywhere,
+// and for good: they do not come back with the key.
+func TestRemovedKeyTokensAreRevoked(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "keys.json")
+			write := func(keys string) {
+				if err := os.WriteFile(path, []byte(keys), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			both := `[{"id":"stays","server_secret":"stays-123"},{"id":"leaked","server_secret":"leaked-123"}]`
+			write(both)
+			var reg *keys.Registry
+			h := newHarness(t, func(c *Config) {
+				var err error
+				if reg, err = keys.New(context.Background(), "file://"+path, keys.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				c.Partners = reg
+				c.KeepRemovedKeyTokens = keep
+				c.ForwardFields = []string{"a"}
+			})
+			reg.OnChange(h.srv.KeysChanged)
+			res := h.do(t, "POST", "/generate?ttl=86400", `{"a":1}`, jsonCT, "x-api-key: leaked-123")
+			token, id := res.json(t)["token"].(string), res.json(t)["token_id"].(string)
+			write(`[{"id":"stays","server_secret":"stays-123"}]`)
+			if err := reg.Reload(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			wantError(t, h.do(t, "POST", "/generate", `{}`, jsonCT, "x-api-key: leaked-123"), 403, "invalid_api_key")
+			wantError(t, h.verify(t, token), 403, "token_revoked")
+			wantError(t, h.do(t, "GET", "/auth", "", "x-api-token: "+token), 403, "token_revoked")
+			wantError(t, h.do(t, "POST", "/refresh", "", "x-api-token: "+token), 403, "token_revoked")
+			res = h.do(t, "POST", "/verify/batch", fmt.Sprintf(`{"tokens":[%q]}`, token), jsonCT)
+			if !strings.Contains(string(res.body), "token_revoked") {
+				t.Errorf("batch: %s", res.body)
+			}
+			wantError(t, h.do(t, "GET", "/tokens/"+id, "", "x-api-key: stays-123"), 404, "not_found")
+
+			write(both) // the key comes back
+			if err := reg.Reload(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			res = h.verify(t, token)
+			switch {
+			case keep && res.status != 200:
+				t.Errorf("kept token after the key came back: %d %s", res.status, res.body)
+			case !keep:
+				wantError(t, res, 403, "token_revoked")
+				if got := h.do(t, "GET", "/tokens/"+id, "", "x-api-key: leaked-123").json(t)["state"]; got != "revoked" {
+					t.Errorf("state seen by the key that came back = %v, want revoked", got)
+				}
+			}
+		})
+	}
+}
+
+// A refresh needs a token with uses left: the reuse grace lets the same
+// token verify again, it does not reset the count.
+func TestRefreshNeedsUsesLeft(t *testing.T) {
+	h := newHarness(t, nil)
+	token := h.mint(t, "?uses=1&reuse_grace=10", `{"a":1}`)
+	if res := h.verify(t, token); res.status != 200 {
+		t.Fatal(res.status)
+	}
+	wantError(t, h.do(t, "POST", "/refresh", "", "x-api-token: "+token), 403, "token_used")
+	if res := h.verify(t, token); res.status != 200 {
+		t.Errorf("a refused refresh ended the grace: %d", res.status)
+	}
+}
+
+// putFails is a store whose Put runs before at the moment a refresh stores
+// its new token, and then fails.
+type putFails struct {
+	Store
+	before func()
+}
+
+func (p putFails) Put(ctx context.Context, id store.ID, rec store.Record) error {
+	p.before()
+	return fmt.Errorf("no room: %w", store.ErrUnavailable)
+}
+
+// A refresh whose new token cannot be stored puts the old one back, but
+// never over a revocation that landed meanwhile.
+func TestFailedRefreshKeepsARevoke(t *testing.T) {
+	h := newHarness(t, nil)
+	token := h.mint(t, "", `{"a":1}`)
+	mem := h.srv.cfg.Store
+	id := tokenID(token)
+	failing := putFails{Store: mem, before: func() {}}
+	h.srv.cfg.Store = failing
+	wantError(t, h.do(t, "POST", "/refresh", "", "x-api-token: "+token), 503, "store_unavailable")
+	h.srv.cfg.Store = mem
+	if res := h.verify(t, token); res.status != 200 {
+		t.Fatalf("a failed refresh did not put the token back: %d %s", res.status, res.body)
+	}
+
+	failing.before = func() {
+		if err := mem.Revoke(context.Background(), id, h.clock.Now()); err != nil {
+			t.Error(err)
+		}
+	}
+	h.srv.cfg.Store = failing
+	wantError(t, h.do(t, "POST", "/refresh", "", "x-api-token: "+token), 503, "store_unavailable")
+	h.srv.cfg.Store = mem
+	wantError(t, h.verify(t, token), 403, "token_revoked")
+}
+
+// A batch takes all its tokens from the brute-force allowance before it
+// runs, and gives back those that pass.
+func TestBatchCannotGuessPastTheGuard(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		withLimits(ratelimit.Limit{N: 100, Per: time.Minute})(c)
+	})
+	batch := func(tokens []string) response {
+		return h.do(t, "POST", "/verify/batch", `{"tokens":["`+strings.Join(tokens, `","`)+`"]}`, jsonCT)
+	}
+	good := make([]string, 100)
+	for i := range good {
+		good[i] = h.mint(t, "", `{"a":1}`)
+	}
+	for i := 0; i < 3; i++ { // valid tokens are given back
+		if res := batch(good); res.status != 200 {
+			t.Fatalf("good batch %d: %d %s", i, res.status, res.body)
+		}
+	}
+	bad := make([]string, 100)
+	for i := range bad {
+		bad[i] = fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+	}
+	if res := batch(bad); res.status != 200 {
+		t.Fatalf("first bad batch: %d", res.status)
+	}
+	res := batch(bad)
+	wantError(t, res, 429, "rate_limited")
+	if res.header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	if _, err := New(Config{Store: h.srv.cfg.Store, Partners: h.srv.cfg.Partners, Limiter: h.srv.cfg.Limiter,
+		FailureRate: ratelimit.Limit{N: 10, Per: time.Minute}, MaxBatch: 100}); err == nil {
+		t.Error("New took a guard smaller than a batch: every full batch would be refused")
+	}
+}
+
+// A browser's batch is held to the origins of each token's key before any
+// use is spent.
+func TestBatchChecksOriginsBeforeUse(t *testing.T) {
+	h := newHarness(t, withKeys(t, webKeys))
+	res := h.do(t, "POST", "/generate?uses=1", `{"a":1}`, jsonCT, "x-api-key: ss-web-123")
+	token := res.json(t)["token"].(string)
+	res = h.do(t, "POST", "/verify/batch", fmt.Sprintf(`{"tokens":[%q]}`, token), jsonCT, "Origin: https://evil.test")
+	if !strings.Contains(string(res.body), "origin_not_allowed") {
+		t.Fatalf("batch from a disallowed origin: %s", res.body)
+	}
+	if res := h.verify(t, token, "Origin: https://app.example.com"); res.status != 200 {
+		t.Errorf("the disallowed batch spent the use: %d %s", res.status, res.body)
+	}
+}
+
+// Failed partner keys and admin tokens are guesses too.
+func TestGuardCountsKeyAndAdminGuesses(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		withLimits(ratelimit.Limit{N: 100, Per: time.Minute})(c)
+		c.AdminToken = "admin-secret-token"
+	})
+	for i := 0; i < 50; i++ {
+		wantError(t, h.do(t, "POST", "/generate", `{}`, jsonCT, fmt.Sprintf("x-api-key: guess-%d", i)), 403, "invalid_api_key")
+		wantError(t, h.do(t, "GET", "/admin/keys", "", fmt.Sprintf("X-Admin-Token: guess-%d", i)), 401, "unauthorized")
+	}
+	wantError(t, h.do(t, "GET", "/tokens/00000000000000000000000000000000", "", "x-api-key: guess"), 429, "rate_limited")
+	wantError(t, h.do(t, "GET", "/admin/keys", "", "X-Admin-Token: admin-secret-token"), 429, "rate_limited")
+	if n := strings.Count(h.logs.String(), "client refused after too many failed checks"); n != 1 {
+		t.Errorf("logged the refusal %d times, want once per burst", n)
+	}
+	if res := h.do(t, "GET", "/admin/keys", "", "X-Admin-Token: admin-secret-token", "RemoteAddr: 198.51.100.9:1"); res.status != 200 {
+		t.Errorf("another client: %d", res.status)
+	}
+}
+
+// IPv6 clients are limited per /64; the set of refused clients is bounded.
+func TestGuardClients(t *testing.T) {
+	for ip, want := range map[string]string{
+		"198.51.100.7":            "198.51.100.7",
+		"2001:db8:1:2:3:4:5:6":    "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1":    "2001:db8:1:2::/64",
+		"::ffff:198.51.100.7":     "::ffff:198.51.100.7",
+		"not an address":          "not an address",
+		"2001:db8:1:3:3:4:5:6%en": "2001:db8:1:3::/64",
+	} {
+		if got := client(ip); got != want {
+			t.Errorf("client(%q) = %q, want %q", ip, got, want)
+		}
+	}
+	now := time.Unix(1_800_000_000, 0)
+	g := &guard{now: func() time.Time { return now }, blocked: map[string]time.Time{}}
+	for i := 0; i < maxBlocked+500; i++ {
+		g.block(fmt.Sprint(i), now.Add(time.Minute))
+	}
+	if len(g.blocked) > maxBlocked {
+		t.Errorf("%d clients remembered, want at most %d", len(g.blocked), maxBlocked)
+	}
+	now = now.Add(2 * time.Minute)
+	g.block("late", now.Add(time.Minute))
+	if len(g.blocked) != 1 {
+		t.Errorf("expired clients kept: %d remembered", len(g.blocked))
+	}
+}
