@@ -35,6 +35,11 @@ type Store interface {
 	Get(ctx context.Context, id store.ID) (store.Record, error)
 	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
 	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
+	// Take ends a live token and returns it, in one atomic step, for a
+	// refresh. A token with a use limit needs a use left: once its uses ran
+	// out Take is store.ErrUsed, even within the reuse grace, and leaves the
+	// token as it is. Errors: store.ErrNotFound, store.ErrUsed,
+	// store.ErrRevoked, store.ErrUnavailable.
 	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
 	Restore(ctx context.Context, id store.ID, rec store.Record) error
 	Revoke(ctx context.Context, id store.ID, now time.Time) error

@@ -134,8 +134,8 @@ func (m *Memory) Take(_ context.Context, id ID, now time.Time) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	if m.spent(e, now) {
-		return Record{}, ErrUsed
+	if r := e.rec; r.MaxUses > 0 && r.Uses >= r.MaxUses {
+		return Record{}, ErrUsed // even within the reuse grace; see Redis.Take
 	}
 	out := e.rec
 	e.tombstone(Revoked)

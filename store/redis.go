@@ -196,7 +196,10 @@ func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Resu
 }
 
 // Take ends a live token and returns it (for a refresh): the token is
-// revoked by the same atomic step that reads it.
+// revoked by the same atomic step that reads it. A token with a use limit
+// needs a use left: one whose uses ran out is ErrUsed even within its reuse
+// grace, and is left as it is (it still verifies within the grace). Errors:
+// ErrNotFound, ErrUsed, ErrRevoked, ErrUnavailable.
 func (s *Redis) Take(ctx context.Context, id ID, now time.Time) (Record, error) {
 	v, err := s.script(ctx, take, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
 	return scriptResult("take", v, err)

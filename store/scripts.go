@@ -100,10 +100,12 @@ return {1, v}
 `)
 
 // take ends a live token and returns it, for a refresh: {0}, {2}, {3} as
-// consume, or {1, value}.
+// consume, or {1, value}. A token whose uses ran out is refused ({2}) even
+// within its reuse grace, and left as it is: the grace is for verifying
+// again, never for minting a successor.
 var take = redis.NewScript(luaParse + `
 if revoked then return {3} end
-if spent then return {2} end
+if maxu > 0 and uses >= maxu then return {2} end
 redis.call('SET', KEYS[1], string.char(3, 2, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
 return {1, v}
 `)

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"IdleExpiry", testIdleExpiry},
 		{"Revoke", testRevoke},
 		{"TakeAndRestore", testTake},
+		{"TakeRefusesUsedUp", testTakeUsedUp},
 		{"RevokeKey", testRevokeKey},
 		{"ConsumeManyInOrder", testConsumeMany},
 		{"SingleUseUnderConcurrency", testSingleUseRace},
@@ -306,6 +307,34 @@ func testTake(t *testing.T, s Store) {
 	}
 	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
 		t.Fatalf("Consume after Restore: %v", err)
+	}
+}
+
+// A refresh needs a use left: a token whose last use is within its reuse
+// grace still verifies, but cannot be taken, and the refused Take changes
+// nothing.
+func testTakeUsedUp(t *testing.T, s Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{"a":1}`, time.Hour)
+	rec.MaxUses, rec.ReuseGrace = 1, 10*time.Second
+	id := put(t, s, rec)
+	t0 := time.Now()
+	if _, err := s.Consume(ctx, id, t0); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Take(ctx, id, t0.Add(time.Second))
+	wantErr(t, "Take of a used-up token within its grace", err, store.ErrUsed)
+	if got, err := s.Consume(ctx, id, t0.Add(2*time.Second)); err != nil || string(got.Bundle) != `{"a":1}` {
+		t.Fatalf("Consume within the grace after the refused Take: %+v, %v", got, err)
+	}
+	// A token with uses left can be taken.
+	rec.MaxUses = 2
+	id = put(t, s, rec)
+	if _, err := s.Consume(ctx, id, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Take(ctx, id, t0); err != nil {
+		t.Fatalf("Take with one use left: %v", err)
 	}
 }
 
