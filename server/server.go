@@ -41,7 +41,18 @@ type Store interface {
 	// token as it is. Errors: store.ErrNotFound, store.ErrUsed,
 	// store.ErrRevoked, store.ErrUnavailable.
 	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	// Restore undoes a Take whose follow-up failed: it puts rec, the record
+	// Take returned, back under id with the TTL it had, only if the token
+	// is still as Take left it (checked atomically). Errors:
+	// store.ErrRevoked when it was revoked since (nothing changes),
+	// store.ErrNotFound when nothing is there any more, store.ErrExists
+	// when a live record is (restored already), store.ErrUsed when a used
+	// tombstone is, store.ErrUnavailable. A key revoked since the Take still
+	// revokes the restored record.
 	Restore(ctx context.Context, id store.ID, rec store.Record) error
+	// Revoke ends a token now. Revoking a used, revoked or taken token
+	// succeeds (a taken one is then never restored). Errors:
+	// store.ErrNotFound, store.ErrUnavailable.
 	Revoke(ctx context.Context, id store.ID, now time.Time) error
 	RevokeKey(ctx context.Context, keyID string) (uint64, error)
 	Ping(ctx context.Context) error

@@ -205,20 +205,38 @@ func (s *Redis) Take(ctx context.Context, id ID, now time.Time) (Record, error) 
 	return scriptResult("take", v, err)
 }
 
-// Restore puts back a record that Take ended, if its tombstone is still
-// there, with the TTL it had. It undoes a Take whose follow-up failed.
+// Restore undoes a Take whose follow-up failed: it puts rec (what Take
+// returned) back under id, with the TTL the record had, only if the
+// tombstone Take left is still there, checked in the same atomic step.
+// Errors: ErrRevoked when the token was revoked since the Take (nothing
+// changes), ErrNotFound when nothing is there any more, ErrExists when a
+// live record is (restored already), ErrUsed for a used tombstone (there
+// was no Take), ErrUnavailable. A key revoked since the Take still revokes
+// the restored record: it keeps its epoch.
 func (s *Redis) Restore(ctx context.Context, id ID, rec Record) error {
-	key := s.key(id)
-	err := s.durably(ctx, key, func(p redis.Pipeliner) {
-		p.SetArgs(ctx, key, encodeRecord(rec), redis.SetArgs{Mode: "XX", KeepTTL: true})
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if rec.State != Live {
+		return errors.New("store: only live records can be restored")
+	}
+	v, err := s.script(ctx, restore, []string{s.key(id)}, encodeRecord(rec))
+	if err != nil {
 		return wrap("restore", err)
+	}
+	code, _ := v[0].(int64)
+	switch code {
+	case 0:
+		return ErrNotFound
+	case 2:
+		return ErrUsed
+	case 3:
+		return ErrRevoked
+	case 4:
+		return ErrExists
 	}
 	return nil
 }
 
-// Revoke ends a token now. Revoking a used or revoked token succeeds;
+// Revoke ends a token now. Revoking a used or revoked token succeeds, and
+// so does revoking a token Take ended: Restore will not bring it back.
 // ErrNotFound when there is no token.
 func (s *Redis) Revoke(ctx context.Context, id ID, now time.Time) error {
 	v, err := s.script(ctx, revoke, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
@@ -391,7 +409,7 @@ func scriptResult(op string, v []any, err error) (Record, error) {
 		return Record{}, ErrNotFound
 	case 2:
 		return Record{}, ErrUsed
-	case 3:
+	case 3, 4: // revoked, or taken by a Take
 		return Record{}, ErrRevoked
 	}
 	s, _ := v[1].(string)

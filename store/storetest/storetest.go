@@ -48,6 +48,10 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"Revoke", testRevoke},
 		{"TakeAndRestore", testTake},
 		{"TakeRefusesUsedUp", testTakeUsedUp},
+		{"TakenReadsAsRevoked", testTakenReadsAsRevoked},
+		{"RevokeBetweenTakeAndRestore", testRevokeThenRestore},
+		{"RevokeKeyBetweenTakeAndRestore", testRevokeKeyThenRestore},
+		{"RestoreNeedsATake", testRestoreNeedsTake},
 		{"RevokeKey", testRevokeKey},
 		{"ConsumeManyInOrder", testConsumeMany},
 		{"SingleUseUnderConcurrency", testSingleUseRace},
@@ -305,9 +309,94 @@ func testTake(t *testing.T, s Store) {
 	if err := s.Restore(ctx, id, got); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
-		t.Fatalf("Consume after Restore: %v", err)
+	if got, err := s.Consume(ctx, id, time.Now()); err != nil || string(got.Bundle) != `{"a":1}` {
+		t.Fatalf("Consume after Restore: %+v, %v", got, err)
 	}
+	wantErr(t, "second Restore", s.Restore(ctx, id, got), store.ErrExists)
+}
+
+// Until Restore, a taken token is revoked to every read, with its key kept
+// for the owner check.
+func testTakenReadsAsRevoked(t *testing.T, s Store) {
+	ctx := context.Background()
+	id := put(t, s, NewRecord(`{}`, time.Hour))
+	if _, err := s.Take(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked || got.KeyID != "partner-1" || got.Bundle != nil {
+		t.Fatalf("Get of a taken token: %+v, %v; want a revoked tombstone keeping the key id", got, err)
+	}
+	_, err := s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume", err, store.ErrRevoked)
+	wantErr(t, "ConsumeMany", s.ConsumeMany(ctx, []store.ID{id}, time.Now())[0].Err, store.ErrRevoked)
+	_, err = s.Take(ctx, id, time.Now())
+	wantErr(t, "Take", err, store.ErrRevoked)
+}
+
+// A Revoke that lands between Take and Restore is not lost: it succeeds,
+// and Restore then refuses and changes nothing.
+func testRevokeThenRestore(t *testing.T, s Store) {
+	ctx := context.Background()
+	id := put(t, s, NewRecord(`{"a":1}`, time.Hour))
+	old, err := s.Take(ctx, id, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+		t.Fatalf("Revoke of a taken token: %v", err)
+	}
+	wantErr(t, "Restore after Revoke", s.Restore(ctx, id, old), store.ErrRevoked)
+	_, err = s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume", err, store.ErrRevoked)
+	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked || got.KeyID != "partner-1" {
+		t.Fatalf("Get: %+v, %v; want the revoked tombstone", got, err)
+	}
+	wantErr(t, "second Restore", s.Restore(ctx, id, old), store.ErrRevoked)
+}
+
+// Revoking the minting key between Take and Restore revokes the restored
+// record: it keeps the epoch it was minted under.
+func testRevokeKeyThenRestore(t *testing.T, s Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{}`, time.Hour)
+	rec.KeyID = "k"
+	id := put(t, s, rec)
+	old, err := s.Take(ctx, id, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeKey(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(ctx, id, old); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked {
+		t.Fatalf("Get of the restored record: %+v, %v; want revoked", got, err)
+	}
+	_, err = s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume of the restored record", err, store.ErrRevoked)
+}
+
+// Restore brings back only what Take ended.
+func testRestoreNeedsTake(t *testing.T, s Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{}`, time.Hour)
+	wantErr(t, "Restore of nothing", s.Restore(ctx, NewID(t), rec), store.ErrNotFound)
+	id := put(t, s, rec)
+	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Restore over a Revoke", s.Restore(ctx, id, rec), store.ErrRevoked)
+	single := NewRecord(`{}`, time.Hour)
+	single.MaxUses = 1
+	id = put(t, s, single)
+	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Restore over a used tombstone", s.Restore(ctx, id, single), store.ErrUsed)
+	_, err := s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume after the refused Restore", err, store.ErrUsed)
 }
 
 // A refresh needs a use left: a token whose last use is within its reuse
