@@ -34,6 +34,11 @@ type Store interface {
 	Put(ctx context.Context, id store.ID, rec store.Record) error
 	Get(ctx context.Context, id store.ID) (store.Record, error)
 	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	// GetMany is Get for many ids at once (one round trip per Redis node),
+	// counting no use. Results are in the order of ids; each Err is
+	// store.ErrNotFound for an id with no record or store.ErrUnavailable,
+	// else Record is the live record or its tombstone, as Get.
+	GetMany(ctx context.Context, ids []store.ID) []store.Result
 	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
 	// Take ends a live token and returns it, in one atomic step, for a
 	// refresh. A token with a use limit needs a use left: once its uses ran

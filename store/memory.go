@@ -72,6 +72,21 @@ func (m *Memory) Put(_ context.Context, id ID, rec Record) error {
 func (m *Memory) Get(_ context.Context, id ID) (Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.get(id)
+}
+
+// GetMany is Get for each id, in order; see Redis.GetMany.
+func (m *Memory) GetMany(_ context.Context, ids []ID) []Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Result, len(ids))
+	for i, id := range ids {
+		out[i].Record, out[i].Err = m.get(id)
+	}
+	return out
+}
+
+func (m *Memory) get(id ID) (Record, error) {
 	e, ok := m.lookup(id)
 	if !ok {
 		return Record{}, ErrNotFound

@@ -153,7 +153,7 @@ func (r Record) validate() error {
 	return nil
 }
 
-// Result is the outcome of consuming one token of a batch.
+// Result is the outcome for one token of a batch (ConsumeMany, GetMany).
 type Result struct {
 	Record Record
 	Err    error

@@ -21,6 +21,7 @@ type Store interface {
 	Put(ctx context.Context, id store.ID, rec store.Record) error
 	Get(ctx context.Context, id store.ID) (store.Record, error)
 	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	GetMany(ctx context.Context, ids []store.ID) []store.Result
 	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
 	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
 	Restore(ctx context.Context, id store.ID, rec store.Record) error
@@ -54,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"RestoreNeedsATake", testRestoreNeedsTake},
 		{"RevokeKey", testRevokeKey},
 		{"ConsumeManyInOrder", testConsumeMany},
+		{"GetManyInOrder", testGetMany},
 		{"SingleUseUnderConcurrency", testSingleUseRace},
 		{"Ping", testPing},
 	}
@@ -491,6 +493,56 @@ func testConsumeMany(t *testing.T, s Store) {
 	}
 	wantErr(t, "3", res[3].Err, store.ErrRevoked)
 	wantErr(t, "4", res[4].Err, store.ErrUsed)
+}
+
+// GetMany answers as Get for each id, in order, and counts no use.
+func testGetMany(t *testing.T, s Store) {
+	ctx := context.Background()
+	single := NewRecord(`{"n":2}`, time.Hour)
+	single.MaxUses = 1
+	used := put(t, s, single)
+	if _, err := s.Consume(ctx, used, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	taken := put(t, s, NewRecord(`{"n":5}`, time.Hour))
+	if _, err := s.Take(ctx, taken, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ids := []store.ID{put(t, s, NewRecord(`{"n":0}`, time.Hour)), NewID(t), put(t, s, single), put(t, s, NewRecord(`{"n":3}`, time.Hour)), used, taken}
+	if err := s.Revoke(ctx, ids[3], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, ids[2]) // the single-use token twice: both see it live
+	if got := s.GetMany(ctx, nil); len(got) != 0 {
+		t.Fatalf("GetMany of no ids: %v", got)
+	}
+	res := s.GetMany(ctx, ids)
+	if len(res) != len(ids) {
+		t.Fatalf("%d results for %d ids", len(res), len(ids))
+	}
+	for i, id := range ids {
+		want, wantErr := s.Get(ctx, id)
+		if !errors.Is(res[i].Err, wantErr) || (wantErr == nil && res[i].Err != nil) {
+			t.Errorf("%d: GetMany error %v, Get error %v", i, res[i].Err, wantErr)
+		}
+		opts := cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
+		if diff := cmp.Diff(want, res[i].Record, opts); diff != "" {
+			t.Errorf("%d: GetMany differs from Get (-want +got)\n%s", i, diff)
+		}
+	}
+	wantErr(t, "1", res[1].Err, store.ErrNotFound)
+	for i, want := range map[int]store.State{0: store.Live, 2: store.Live, 3: store.Revoked, 4: store.Used, 5: store.Revoked, 6: store.Live} {
+		if res[i].Err != nil || res[i].Record.State != want || res[i].Record.KeyID != "partner-1" {
+			t.Errorf("%d: %+v, want state %v", i, res[i], want)
+		}
+	}
+	if string(res[0].Record.Bundle) != `{"n":0}` || res[2].Record.Uses != 0 {
+		t.Errorf("live records: %+v, %+v", res[0].Record, res[2].Record)
+	}
+	// No use was counted: the single-use token still has its one use.
+	if got, err := s.Consume(ctx, ids[2], time.Now()); err != nil || got.Uses != 1 {
+		t.Fatalf("Consume after GetMany: %+v, %v", got, err)
+	}
 }
 
 // 50 concurrent uses of a single-use token: exactly one succeeds.
