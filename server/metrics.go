@@ -253,15 +253,26 @@ func (s meteredStore) Consume(ctx context.Context, id store.ID, now time.Time) (
 func (s meteredStore) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result {
 	start := time.Now()
 	res := s.next.ConsumeMany(ctx, ids, now)
-	var failed error
+	s.observe("consume_many", start, batchFailure(res))
+	return res
+}
+
+// GetMany counts as one failure when any of its results failed.
+func (s meteredStore) GetMany(ctx context.Context, ids []store.ID) []store.Result {
+	start := time.Now()
+	res := s.next.GetMany(ctx, ids)
+	s.observe("get_many", start, batchFailure(res))
+	return res
+}
+
+// batchFailure is the first failure among a batch's results, or nil.
+func batchFailure(res []store.Result) error {
 	for _, r := range res {
 		if storeFailed(r.Err) {
-			failed = r.Err
-			break
+			return r.Err
 		}
 	}
-	s.observe("consume_many", start, failed)
-	return res
+	return nil
 }
 
 func (s meteredStore) Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {

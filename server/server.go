@@ -33,9 +33,30 @@ type Store interface {
 	Put(ctx context.Context, id store.ID, rec store.Record) error
 	Get(ctx context.Context, id store.ID) (store.Record, error)
 	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	// GetMany is Get for many ids at once (one round trip per Redis node),
+	// counting no use. Results are in the order of ids; each Err is
+	// store.ErrNotFound for an id with no record or store.ErrUnavailable,
+	// else Record is the live record or its tombstone, as Get.
+	GetMany(ctx context.Context, ids []store.ID) []store.Result
 	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
+	// Take ends a live token and returns it, in one atomic step, for a
+	// refresh. A token with a use limit needs a use left: once its uses ran
+	// out Take is store.ErrUsed, even within the reuse grace, and leaves the
+	// token as it is. Errors: store.ErrNotFound, store.ErrUsed,
+	// store.ErrRevoked, store.ErrUnavailable.
 	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	// Restore undoes a Take whose follow-up failed: it puts rec, the record
+	// Take returned, back under id with the TTL it had, only if the token
+	// is still as Take left it (checked atomically). Errors:
+	// store.ErrRevoked when it was revoked since (nothing changes),
+	// store.ErrNotFound when nothing is there any more, store.ErrExists
+	// when a live record is (restored already), store.ErrUsed when a used
+	// tombstone is, store.ErrUnavailable. A key revoked since the Take still
+	// revokes the restored record.
 	Restore(ctx context.Context, id store.ID, rec store.Record) error
+	// Revoke ends a token now. Revoking a used, revoked or taken token
+	// succeeds (a taken one is then never restored). Errors:
+	// store.ErrNotFound, store.ErrUnavailable.
 	Revoke(ctx context.Context, id store.ID, now time.Time) error
 	RevokeKey(ctx context.Context, keyID string) (uint64, error)
 	Ping(ctx context.Context) error

@@ -232,6 +232,9 @@ func (f failingStore) ConsumeMany(ctx context.Context, ids []store.ID, _ time.Ti
 	}
 	return out
 }
+func (f failingStore) GetMany(ctx context.Context, ids []store.ID) []store.Result {
+	return f.ConsumeMany(ctx, ids, time.Time{})
+}
 func (f failingStore) Take(ctx context.Context, _ store.ID, _ time.Time) (store.Record, error) {
 	return store.Record{}, f.wait(ctx)
 }

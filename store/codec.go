@@ -11,7 +11,9 @@ import (
 // being decoded. Offsets are 0-based:
 //
 //	0   version (3)
-//	1   state: 0 live, 1 used, 2 revoked
+//	1   state: 0 live, 1 used, 2 revoked, 3 taken (the tombstone Take
+//	    leaves, which only Restore undoes; every read reports it as
+//	    revoked, and Revoke turns it into 2)
 //	2   flags: fUses, fGrace, fIdle, fPrivate, fSession
 //	tombstones (state != 0) end with: uvarint len + key id
 //	3..6 the minting key's epoch (uint32 BE), written by the put script
@@ -34,6 +36,10 @@ const (
 	fPrivate = 8
 	fSession = 16
 )
+
+// stateTaken is the envelope state of a taken tombstone. It is no State:
+// callers see a revoked token.
+const stateTaken = 3
 
 // usesHeader is where the varints start in a record with a use limit.
 const usesHeader = 15
@@ -116,10 +122,10 @@ func ms(v uint64) time.Duration { return time.Duration(v) * time.Millisecond }
 
 func decodeRecord(b []byte) (Record, error) {
 	var r Record
-	if len(b) < 3 || b[0] != codecVersion || b[1] > byte(Revoked) {
+	if len(b) < 3 || b[0] != codecVersion || b[1] > stateTaken {
 		return r, errCorrupt
 	}
-	r.State = State(b[1])
+	r.State = State(min(b[1], byte(Revoked)))
 	flags := b[2]
 	d := decoder{b: b[3:]}
 	if r.State != Live {

@@ -23,22 +23,26 @@ func TestCodecRoundTrip(t *testing.T) {
 			t.Fatalf("(-want +got)\n%s", diff)
 		}
 	}
-	got, err := decodeRecord(encodeTombstone(Revoked, "partner"))
-	if err != nil || got.State != Revoked || got.KeyID != "partner" {
-		t.Fatalf("tombstone: %+v %v", got, err)
+	for _, state := range []byte{byte(Used), byte(Revoked), stateTaken} {
+		want := State(min(state, byte(Revoked))) // a taken token reads as revoked
+		got, err := decodeRecord(encodeTombstone(state, "partner"))
+		if err != nil || got.State != want || got.KeyID != "partner" {
+			t.Fatalf("tombstone of state %d: %+v %v", state, got, err)
+		}
 	}
 }
 
 func TestCodecRejectsCorrupt(t *testing.T) {
 	good := encodeRecord(Record{Bundle: []byte(`{}`), KeyID: "k", CreatedAt: time.Now(), ExpiresAt: time.Now(), MaxUses: 2})
-	for _, b := range [][]byte{nil, {}, {9}, {2, 7, 0}, good[:2], good[:5], good[:14], {2, 0, 0, 1, 1, 200}} {
+	for _, b := range [][]byte{nil, {}, {9}, {2, 7, 0}, good[:2], good[:5], good[:14], {2, 0, 0, 1, 1, 200}, {codecVersion, stateTaken + 1, 0, 1, 'k'}} {
 		if _, err := decodeRecord(b); err == nil {
 			t.Errorf("decodeRecord(%v) succeeded", b)
 		}
 	}
 }
 
-// encodeTombstone is what the scripts' tomb() writes.
-func encodeTombstone(s State, keyID string) []byte {
-	return appendBytes([]byte{codecVersion, byte(s), 0}, []byte(keyID))
+// encodeTombstone is what the scripts write for a tombstone: version,
+// state, no flags, the key id.
+func encodeTombstone(state byte, keyID string) []byte {
+	return appendBytes([]byte{codecVersion, state, 0}, []byte(keyID))
 }

@@ -24,6 +24,7 @@ type memRecord struct {
 	rec       Record
 	deadline  time.Time // when the entry disappears: expiry, or idle expiry
 	exhausted time.Time // when the uses ran out, for the reuse grace
+	taken     bool      // a revoked tombstone that Take left and Restore may undo
 }
 
 // NewMemory returns an empty store. now is the clock (nil means time.Now).
@@ -71,6 +72,21 @@ func (m *Memory) Put(_ context.Context, id ID, rec Record) error {
 func (m *Memory) Get(_ context.Context, id ID) (Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.get(id)
+}
+
+// GetMany is Get for each id, in order; see Redis.GetMany.
+func (m *Memory) GetMany(_ context.Context, ids []ID) []Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Result, len(ids))
+	for i, id := range ids {
+		out[i].Record, out[i].Err = m.get(id)
+	}
+	return out
+}
+
+func (m *Memory) get(id ID) (Record, error) {
 	e, ok := m.lookup(id)
 	if !ok {
 		return Record{}, ErrNotFound
@@ -134,28 +150,49 @@ func (m *Memory) Take(_ context.Context, id ID, now time.Time) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	if m.spent(e, now) {
-		return Record{}, ErrUsed
+	if r := e.rec; r.MaxUses > 0 && r.Uses >= r.MaxUses {
+		return Record{}, ErrUsed // even within the reuse grace; see Redis.Take
 	}
 	out := e.rec
 	e.tombstone(Revoked)
+	e.taken = true
 	return out, nil
 }
 
-// Restore puts back a record that Take ended.
+// Restore puts back a record that Take ended, if the token has not been
+// revoked since; see Redis.Restore.
 func (m *Memory) Restore(_ context.Context, id ID, rec Record) error {
+	if rec.State != Live {
+		return errors.New("store: only live records can be restored")
+	}
+	rec.Bundle = clone(rec.Bundle)
+	rec.Private = clone(rec.Private)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.lookup(id); ok {
-		e.rec = rec
+	e, ok := m.lookup(id)
+	switch {
+	case !ok:
+		return ErrNotFound
+	case e.taken:
+		// The deadline stays: the record keeps the TTL it had.
+		e.rec, e.taken, e.exhausted = rec, false, time.Time{}
+		return nil
+	case e.rec.State == Used:
+		return ErrUsed
+	case e.rec.State == Revoked:
+		return ErrRevoked
 	}
-	return nil
+	return ErrExists
 }
 
 // Revoke ends a token now; see Redis.Revoke.
 func (m *Memory) Revoke(_ context.Context, id ID, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if e, ok := m.lookup(id); ok && e.taken {
+		e.taken = false // revoked for good: Restore no longer undoes it
+		return nil
+	}
 	e, err := m.live(id, now)
 	switch {
 	case errors.Is(err, ErrUsed), errors.Is(err, ErrRevoked):
@@ -213,7 +250,9 @@ func (m *Memory) spent(e *memRecord, now time.Time) bool {
 }
 
 // tombstone keeps only the state and key id, like the Redis store.
-func (e *memRecord) tombstone(s State) { e.rec = Record{State: s, KeyID: e.rec.KeyID} }
+func (e *memRecord) tombstone(s State) {
+	e.rec, e.taken = Record{State: s, KeyID: e.rec.KeyID}, false
+}
 
 func (m *Memory) sweep(every time.Duration) {
 	t := time.NewTicker(every)

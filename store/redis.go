@@ -118,14 +118,7 @@ func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {
 // tombstone (State Used or Revoked). ErrNotFound when there is none.
 func (s *Redis) Get(ctx context.Context, id ID) (Record, error) {
 	v, err := s.script(ctx, peek, []string{s.key(id)}, time.Now().UnixMilli(), s.epochs(id))
-	if err != nil {
-		return Record{}, wrap("get", err)
-	}
-	if v[0] == int64(0) {
-		return Record{}, ErrNotFound
-	}
-	b, _ := v[1].(string)
-	return decode([]byte(b))
+	return peekResult("get", v, err)
 }
 
 // Consume uses the token once, atomically: it counts the use, slides the
@@ -140,35 +133,69 @@ func (s *Redis) Consume(ctx context.Context, id ID, now time.Time) (Record, erro
 // per Redis node, not per token. Results are in the order of ids.
 func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Result {
 	out := make([]Result, len(ids))
-	if _, cluster := s.c.(*redis.ClusterClient); cluster && s.replicas > 0 {
-		// WAIT must follow the writes on their own node's connection.
+	s.pipeline(ctx, consume, ids, now, true, func(i int, v []any, err error) {
+		out[i].Record, out[i].Err = scriptResult("consume many", v, err)
+	})
+	return out
+}
+
+// GetMany is Get for many ids in one pipeline: one round trip per Redis
+// node, not per id. It counts no use. Results are in the order of ids:
+// Err is ErrNotFound for an id with no record, else Record is the live
+// record or the tombstone, as Get. It reads only, so it does not WAIT for
+// replicas.
+func (s *Redis) GetMany(ctx context.Context, ids []ID) []Result {
+	out := make([]Result, len(ids))
+	s.pipeline(ctx, peek, ids, time.Now(), false, func(i int, v []any, err error) {
+		out[i].Record, out[i].Err = peekResult("get many", v, err)
+	})
+	return out
+}
+
+// pipeline runs a record script (its arguments: now and the epoch keys) on
+// each of ids in one pipeline, one round trip per node, and hands each
+// answer to done(i, v, err) for ids[i]. A script that writes (write) is
+// followed by WAIT when replicas are required; on a Cluster that is one
+// s.script per id instead, since WAIT must follow the writes on their own
+// node's connection.
+func (s *Redis) pipeline(ctx context.Context, sc *redis.Script, ids []ID, now time.Time, write bool, done func(i int, v []any, err error)) {
+	wait := write && s.replicas > 0
+	if _, cluster := s.c.(*redis.ClusterClient); cluster && wait {
 		for i, id := range ids {
-			out[i].Record, out[i].Err = s.Consume(ctx, id, now)
+			v, err := s.script(ctx, sc, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
+			done(i, v, err)
 		}
-		return out
+		return
 	}
 	todo := make([]int, len(ids)) // indexes of ids still to run
 	for i := range todo {
 		todo[i] = i
 	}
+	failAll := func(err error) {
+		for _, i := range todo {
+			done(i, nil, err)
+		}
+	}
 	for attempt := 0; len(todo) > 0; attempt++ {
 		cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, i := range todo {
-				consume.EvalSha(ctx, p, []string{s.key(ids[i])}, now.UnixMilli(), s.epochs(ids[i]))
+				sc.EvalSha(ctx, p, []string{s.key(ids[i])}, now.UnixMilli(), s.epochs(ids[i]))
 			}
-			if s.replicas > 0 {
+			if wait {
 				p.Do(ctx, "WAIT", s.replicas, s.replicaTimeout.Milliseconds())
 			}
 			return nil
 		})
-		if err == nil && s.replicas > 0 {
-			err = waited(cmds[len(cmds)-1], s.replicas)
+		if err != nil && !isReply(err) {
+			failAll(err) // nothing answered: a network failure or timeout
+			return
 		}
-		if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") && !isReply(err) {
-			for _, i := range todo {
-				out[i].Err = wrap("consume many", err)
+		if wait {
+			// Also when some script failed: the others wrote.
+			if err := waited(cmds[len(cmds)-1], s.replicas); err != nil {
+				failAll(err)
+				return
 			}
-			return out
 		}
 		// A node that lost its scripts answers NOSCRIPT without running
 		// anything: load them and run again only those, never a command
@@ -180,42 +207,60 @@ func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Resu
 				again = append(again, i)
 				continue
 			}
-			out[i].Record, out[i].Err = scriptResult("consume", v, err)
-		}
-		if len(again) > 0 {
-			if err := s.loadScripts(ctx); err != nil {
-				for _, i := range again {
-					out[i].Err = wrap("load scripts", err)
-				}
-				return out
-			}
+			done(i, v, err)
 		}
 		todo = again
+		if len(todo) > 0 {
+			if err := s.loadScripts(ctx); err != nil {
+				failAll(fmt.Errorf("load scripts: %w", err))
+				return
+			}
+		}
 	}
-	return out
 }
 
 // Take ends a live token and returns it (for a refresh): the token is
-// revoked by the same atomic step that reads it.
+// revoked by the same atomic step that reads it. A token with a use limit
+// needs a use left: one whose uses ran out is ErrUsed even within its reuse
+// grace, and is left as it is (it still verifies within the grace). Errors:
+// ErrNotFound, ErrUsed, ErrRevoked, ErrUnavailable.
 func (s *Redis) Take(ctx context.Context, id ID, now time.Time) (Record, error) {
 	v, err := s.script(ctx, take, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
 	return scriptResult("take", v, err)
 }
 
-// Restore puts back a record that Take ended, if its tombstone is still
-// there, with the TTL it had. It undoes a Take whose follow-up failed.
+// Restore undoes a Take whose follow-up failed: it puts rec (what Take
+// returned) back under id, with the TTL the record had, only if the
+// tombstone Take left is still there, checked in the same atomic step.
+// Errors: ErrRevoked when the token was revoked since the Take (nothing
+// changes), ErrNotFound when nothing is there any more, ErrExists when a
+// live record is (restored already), ErrUsed for a used tombstone (there
+// was no Take), ErrUnavailable. A key revoked since the Take still revokes
+// the restored record: it keeps its epoch.
 func (s *Redis) Restore(ctx context.Context, id ID, rec Record) error {
-	key := s.key(id)
-	err := s.durably(ctx, key, func(p redis.Pipeliner) {
-		p.SetArgs(ctx, key, encodeRecord(rec), redis.SetArgs{Mode: "XX", KeepTTL: true})
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if rec.State != Live {
+		return errors.New("store: only live records can be restored")
+	}
+	v, err := s.script(ctx, restore, []string{s.key(id)}, encodeRecord(rec))
+	if err != nil {
 		return wrap("restore", err)
+	}
+	code, _ := v[0].(int64)
+	switch code {
+	case 0:
+		return ErrNotFound
+	case 2:
+		return ErrUsed
+	case 3:
+		return ErrRevoked
+	case 4:
+		return ErrExists
 	}
 	return nil
 }
 
-// Revoke ends a token now. Revoking a used or revoked token succeeds;
+// Revoke ends a token now. Revoking a used or revoked token succeeds, and
+// so does revoking a token Take ended: Restore will not bring it back.
 // ErrNotFound when there is no token.
 func (s *Redis) Revoke(ctx context.Context, id ID, now time.Time) error {
 	v, err := s.script(ctx, revoke, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
@@ -388,7 +433,7 @@ func scriptResult(op string, v []any, err error) (Record, error) {
 		return Record{}, ErrNotFound
 	case 2:
 		return Record{}, ErrUsed
-	case 3:
+	case 3, 4: // revoked, or taken by a Take
 		return Record{}, ErrRevoked
 	}
 	s, _ := v[1].(string)
@@ -401,6 +446,19 @@ func scriptResult(op string, v []any, err error) (Record, error) {
 		rec.Uses = uint32(uses)
 	}
 	return rec, nil
+}
+
+// peekResult reads the {code, value} answer of peek: a record or a
+// tombstone, or ErrNotFound.
+func peekResult(op string, v []any, err error) (Record, error) {
+	if err != nil {
+		return Record{}, wrap(op, err)
+	}
+	if code, _ := v[0].(int64); code == 0 {
+		return Record{}, ErrNotFound
+	}
+	b, _ := v[1].(string)
+	return decode([]byte(b))
 }
 
 func decode(b []byte) (Record, error) {

@@ -94,6 +94,7 @@ func TestRedisUnavailable(t *testing.T) {
 	_, checks["Take"] = s.Take(ctx, id, time.Now())
 	_, checks["RevokeKey"] = s.RevokeKey(ctx, "k")
 	checks["ConsumeMany"] = s.ConsumeMany(ctx, []store.ID{id}, time.Now())[0].Err
+	checks["GetMany"] = s.GetMany(ctx, []store.ID{id})[0].Err
 	for op, err := range checks {
 		if !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("%s: got %v, want ErrUnavailable", op, err)
@@ -133,5 +134,22 @@ func TestRedisConsumeManyAfterScriptFlush(t *testing.T) {
 		if r.Err != nil || string(r.Record.Bundle) != `{"a":1}` {
 			t.Fatalf("result %d: %+v", i, r)
 		}
+	}
+}
+
+// GetMany shares ConsumeMany's pipeline, NOSCRIPT retry included.
+func TestRedisGetManyAfterScriptFlush(t *testing.T) {
+	s, c, _ := newRedis(t)
+	ctx := context.Background()
+	id := storetest.NewID(t)
+	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":1}`, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res := s.GetMany(ctx, []store.ID{id, storetest.NewID(t)})
+	if res[0].Err != nil || string(res[0].Record.Bundle) != `{"a":1}` || !errors.Is(res[1].Err, store.ErrNotFound) {
+		t.Fatalf("GetMany after SCRIPT FLUSH: %+v", res)
 	}
 }

@@ -8,7 +8,8 @@ import "github.com/redis/go-redis/v9"
 // ("<prefix>{g}e:"), in the record's own hash slot. After it:
 //
 //   - no record, or an expired one: the script has returned {0};
-//   - a tombstone: it has returned {2, v} (used) or {3, v} (revoked);
+//   - a tombstone: it has returned {2, v} (used), {3, v} (revoked) or
+//     {4, v} (taken, which callers report as revoked);
 //   - otherwise v, uses, exhausted, created, ttl, maxu, grace, idle and
 //     expires are set, string.sub(v, kpos, pos + klen - 1) is the key id
 //     with its length (what a tombstone keeps after its 3-byte head),
@@ -16,11 +17,19 @@ import "github.com/redis/go-redis/v9"
 //     spent says the uses ran out and any grace after the last one is over.
 //
 // It makes no closure but the varint reader: the scripts run on every use.
-const luaParse = `
+// It is luaRead then luaLive, so a script can act on a tombstone between
+// the two (revoke does).
+const luaParse = luaRead + luaLive
+
+// luaRead reads the record: v, state, flags and the epoch bytes e1..e4.
+const luaRead = `
 local v = redis.call('GET', KEYS[1])
 if not v then return {0} end
 local _, state, flags, e1, e2, e3, e4 = string.byte(v, 1, 7)
-if state ~= 0 then return {state + 1, v} end
+`
+
+// luaLive returns for a tombstone and parses a live record.
+const luaLive = `if state ~= 0 then return {state + 1, v} end
 local epoch = ((e1 * 256 + e2) * 256 + e3) * 256 + e4
 local pos, uses, exhausted = 8, 0, 0
 if flags % 2 == 1 then
@@ -99,21 +108,47 @@ if revoked then return {3, string.char(3, 2, 0) .. string.sub(v, kpos, pos + kle
 return {1, v}
 `)
 
-// take ends a live token and returns it, for a refresh: {0}, {2}, {3} as
-// consume, or {1, value}.
+// take ends a live token and returns it, for a refresh: {0}, {2}, {3}, {4}
+// as consume, or {1, value}. A token whose uses ran out is refused ({2})
+// even within its reuse grace, and left as it is: the grace is for
+// verifying again, never for minting a successor. The token is left as a
+// taken tombstone (state 3), which restore can undo and revoke cannot be
+// lost to.
 var take = redis.NewScript(luaParse + `
 if revoked then return {3} end
-if spent then return {2} end
-redis.call('SET', KEYS[1], string.char(3, 2, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
+if maxu > 0 and uses >= maxu then return {2} end
+redis.call('SET', KEYS[1], string.char(3, 3, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
 return {1, v}
 `)
 
-// revoke turns a live token into a revoked tombstone: {0} none, {2, v}
-// used already, {3, v} revoked already, {1} revoked now.
-var revoke = redis.NewScript(luaParse + `
+// revoke turns a live token, or a taken tombstone, into a revoked
+// tombstone: {0} none, {2, v} used already, {3, v} revoked already, {1}
+// revoked now. SETRANGE rewrites only the state byte and keeps the TTL.
+var revoke = redis.NewScript(luaRead + `
+if state == 3 then
+  redis.call('SETRANGE', KEYS[1], 1, string.char(2))
+  return {1}
+end
+` + luaLive + `
 redis.call('SET', KEYS[1], string.char(3, 2, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
 return {1}
 `)
 
+// restore puts back the record a take ended, if the taken tombstone is
+// still there: KEYS[1] the record, ARGV[1] its envelope. {1} restored with
+// the tombstone's TTL, {0} none, {2} used, {3} revoked (since the take:
+// nothing changes), {4} a live record (restored already).
+var restore = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return {0} end
+local state = string.byte(v, 2)
+if state == 3 then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+  return {1}
+end
+if state == 0 then return {4} end
+return {state + 1}
+`)
+
 // scripts are loaded together when a pipeline finds one missing.
-var scripts = []*redis.Script{put, consume, peek, take, revoke}
+var scripts = []*redis.Script{put, consume, peek, take, revoke, restore}

@@ -58,7 +58,9 @@ type State uint8
 
 // States of a record. Used and revoked records are tombstones: they keep
 // only the state and the minting key's id, until the token would have
-// expired, so callers can be told why a token no longer works.
+// expired, so callers can be told why a token no longer works. A token that
+// Take ended reads as Revoked (its tombstone differs only inside the store,
+// so that Restore can tell it from a Revoke).
 const (
 	Live State = iota
 	Used
@@ -151,7 +153,7 @@ func (r Record) validate() error {
 	return nil
 }
 
-// Result is the outcome of consuming one token of a batch.
+// Result is the outcome for one token of a batch (ConsumeMany, GetMany).
 type Result struct {
 	Record Record
 	Err    error

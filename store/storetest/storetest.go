@@ -21,6 +21,7 @@ type Store interface {
 	Put(ctx context.Context, id store.ID, rec store.Record) error
 	Get(ctx context.Context, id store.ID) (store.Record, error)
 	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	GetMany(ctx context.Context, ids []store.ID) []store.Result
 	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
 	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
 	Restore(ctx context.Context, id store.ID, rec store.Record) error
@@ -47,8 +48,14 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"IdleExpiry", testIdleExpiry},
 		{"Revoke", testRevoke},
 		{"TakeAndRestore", testTake},
+		{"TakeRefusesUsedUp", testTakeUsedUp},
+		{"TakenReadsAsRevoked", testTakenReadsAsRevoked},
+		{"RevokeBetweenTakeAndRestore", testRevokeThenRestore},
+		{"RevokeKeyBetweenTakeAndRestore", testRevokeKeyThenRestore},
+		{"RestoreNeedsATake", testRestoreNeedsTake},
 		{"RevokeKey", testRevokeKey},
 		{"ConsumeManyInOrder", testConsumeMany},
+		{"GetManyInOrder", testGetMany},
 		{"SingleUseUnderConcurrency", testSingleUseRace},
 		{"Ping", testPing},
 	}
@@ -304,8 +311,121 @@ func testTake(t *testing.T, s Store) {
 	if err := s.Restore(ctx, id, got); err != nil {
 		t.Fatal(err)
 	}
+	if got, err := s.Consume(ctx, id, time.Now()); err != nil || string(got.Bundle) != `{"a":1}` {
+		t.Fatalf("Consume after Restore: %+v, %v", got, err)
+	}
+	wantErr(t, "second Restore", s.Restore(ctx, id, got), store.ErrExists)
+}
+
+// Until Restore, a taken token is revoked to every read, with its key kept
+// for the owner check.
+func testTakenReadsAsRevoked(t *testing.T, s Store) {
+	ctx := context.Background()
+	id := put(t, s, NewRecord(`{}`, time.Hour))
+	if _, err := s.Take(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked || got.KeyID != "partner-1" || got.Bundle != nil {
+		t.Fatalf("Get of a taken token: %+v, %v; want a revoked tombstone keeping the key id", got, err)
+	}
+	_, err := s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume", err, store.ErrRevoked)
+	wantErr(t, "ConsumeMany", s.ConsumeMany(ctx, []store.ID{id}, time.Now())[0].Err, store.ErrRevoked)
+	_, err = s.Take(ctx, id, time.Now())
+	wantErr(t, "Take", err, store.ErrRevoked)
+}
+
+// A Revoke that lands between Take and Restore is not lost: it succeeds,
+// and Restore then refuses and changes nothing.
+func testRevokeThenRestore(t *testing.T, s Store) {
+	ctx := context.Background()
+	id := put(t, s, NewRecord(`{"a":1}`, time.Hour))
+	old, err := s.Take(ctx, id, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+		t.Fatalf("Revoke of a taken token: %v", err)
+	}
+	wantErr(t, "Restore after Revoke", s.Restore(ctx, id, old), store.ErrRevoked)
+	_, err = s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume", err, store.ErrRevoked)
+	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked || got.KeyID != "partner-1" {
+		t.Fatalf("Get: %+v, %v; want the revoked tombstone", got, err)
+	}
+	wantErr(t, "second Restore", s.Restore(ctx, id, old), store.ErrRevoked)
+}
+
+// Revoking the minting key between Take and Restore revokes the restored
+// record: it keeps the epoch it was minted under.
+func testRevokeKeyThenRestore(t *testing.T, s Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{}`, time.Hour)
+	rec.KeyID = "k"
+	id := put(t, s, rec)
+	old, err := s.Take(ctx, id, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeKey(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(ctx, id, old); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked {
+		t.Fatalf("Get of the restored record: %+v, %v; want revoked", got, err)
+	}
+	_, err = s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume of the restored record", err, store.ErrRevoked)
+}
+
+// Restore brings back only what Take ended.
+func testRestoreNeedsTake(t *testing.T, s Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{}`, time.Hour)
+	wantErr(t, "Restore of nothing", s.Restore(ctx, NewID(t), rec), store.ErrNotFound)
+	id := put(t, s, rec)
+	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Restore over a Revoke", s.Restore(ctx, id, rec), store.ErrRevoked)
+	single := NewRecord(`{}`, time.Hour)
+	single.MaxUses = 1
+	id = put(t, s, single)
 	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
-		t.Fatalf("Consume after Restore: %v", err)
+		t.Fatal(err)
+	}
+	wantErr(t, "Restore over a used tombstone", s.Restore(ctx, id, single), store.ErrUsed)
+	_, err := s.Consume(ctx, id, time.Now())
+	wantErr(t, "Consume after the refused Restore", err, store.ErrUsed)
+}
+
+// A refresh needs a use left: a token whose last use is within its reuse
+// grace still verifies, but cannot be taken, and the refused Take changes
+// nothing.
+func testTakeUsedUp(t *testing.T, s Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{"a":1}`, time.Hour)
+	rec.MaxUses, rec.ReuseGrace = 1, 10*time.Second
+	id := put(t, s, rec)
+	t0 := time.Now()
+	if _, err := s.Consume(ctx, id, t0); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Take(ctx, id, t0.Add(time.Second))
+	wantErr(t, "Take of a used-up token within its grace", err, store.ErrUsed)
+	if got, err := s.Consume(ctx, id, t0.Add(2*time.Second)); err != nil || string(got.Bundle) != `{"a":1}` {
+		t.Fatalf("Consume within the grace after the refused Take: %+v, %v", got, err)
+	}
+	// A token with uses left can be taken.
+	rec.MaxUses = 2
+	id = put(t, s, rec)
+	if _, err := s.Consume(ctx, id, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Take(ctx, id, t0); err != nil {
+		t.Fatalf("Take with one use left: %v", err)
 	}
 }
 
@@ -373,6 +493,56 @@ func testConsumeMany(t *testing.T, s Store) {
 	}
 	wantErr(t, "3", res[3].Err, store.ErrRevoked)
 	wantErr(t, "4", res[4].Err, store.ErrUsed)
+}
+
+// GetMany answers as Get for each id, in order, and counts no use.
+func testGetMany(t *testing.T, s Store) {
+	ctx := context.Background()
+	single := NewRecord(`{"n":2}`, time.Hour)
+	single.MaxUses = 1
+	used := put(t, s, single)
+	if _, err := s.Consume(ctx, used, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	taken := put(t, s, NewRecord(`{"n":5}`, time.Hour))
+	if _, err := s.Take(ctx, taken, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ids := []store.ID{put(t, s, NewRecord(`{"n":0}`, time.Hour)), NewID(t), put(t, s, single), put(t, s, NewRecord(`{"n":3}`, time.Hour)), used, taken}
+	if err := s.Revoke(ctx, ids[3], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, ids[2]) // the single-use token twice: both see it live
+	if got := s.GetMany(ctx, nil); len(got) != 0 {
+		t.Fatalf("GetMany of no ids: %v", got)
+	}
+	res := s.GetMany(ctx, ids)
+	if len(res) != len(ids) {
+		t.Fatalf("%d results for %d ids", len(res), len(ids))
+	}
+	for i, id := range ids {
+		want, wantErr := s.Get(ctx, id)
+		if !errors.Is(res[i].Err, wantErr) || (wantErr == nil && res[i].Err != nil) {
+			t.Errorf("%d: GetMany error %v, Get error %v", i, res[i].Err, wantErr)
+		}
+		opts := cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
+		if diff := cmp.Diff(want, res[i].Record, opts); diff != "" {
+			t.Errorf("%d: GetMany differs from Get (-want +got)\n%s", i, diff)
+		}
+	}
+	wantErr(t, "1", res[1].Err, store.ErrNotFound)
+	for i, want := range map[int]store.State{0: store.Live, 2: store.Live, 3: store.Revoked, 4: store.Used, 5: store.Revoked, 6: store.Live} {
+		if res[i].Err != nil || res[i].Record.State != want || res[i].Record.KeyID != "partner-1" {
+			t.Errorf("%d: %+v, want state %v", i, res[i], want)
+		}
+	}
+	if string(res[0].Record.Bundle) != `{"n":0}` || res[2].Record.Uses != 0 {
+		t.Errorf("live records: %+v, %+v", res[0].Record, res[2].Record)
+	}
+	// No use was counted: the single-use token still has its one use.
+	if got, err := s.Consume(ctx, ids[2], time.Now()); err != nil || got.Uses != 1 {
+		t.Fatalf("Consume after GetMany: %+v, %v", got, err)
+	}
 }
 
 // 50 concurrent uses of a single-use token: exactly one succeeds.
