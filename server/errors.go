@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -103,6 +105,8 @@ func toError(err error) (*Error, bool) {
 		return e, true
 	case errors.As(err, &mbe):
 		return newError(api.ErrorErrorBodyTooLarge, "request body is larger than %d bytes", mbe.Limit), true
+	case errors.Is(err, store.ErrFull):
+		return errFull, true
 	case errors.Is(err, store.ErrUnavailable):
 		return errUnavailable, true
 	case errors.Is(err, store.ErrNotFound):
@@ -136,6 +140,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.ErrorContext(c.Request().Context(), "unexpected error", "err", err, "request_id", requestID(c))
 	case e.Code == api.ErrorErrorStoreUnavailable:
 		s.log.WarnContext(c.Request().Context(), "store unavailable", "err", err, "request_id", requestID(c))
+	case e.Code == api.ErrorErrorStoreFull && s.fullBurst.starts(time.Now()):
+		s.log.ErrorContext(c.Request().Context(), "store full", "err", err, "request_id", requestID(c),
+			"hint", "Redis reached maxmemory and refuses writes: minting fails until memory is freed or raised; verifying plain tokens goes on")
 	}
 	info(c.Request().Context()).errCode = string(e.Code)
 	if e.Code == api.ErrorErrorMissingToken {
@@ -147,4 +154,21 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if werr := c.JSON(statusOf(e.Code), api.Error{Error: e.Code, Message: e.Message}); werr != nil {
 		s.log.DebugContext(c.Request().Context(), "write error response", "err", werr)
 	}
+}
+
+// burst tells the first of a run of events from the rest: an event starts
+// a burst when none came in the last burstGap.
+type burst struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+const burstGap = time.Minute
+
+func (b *burst) starts(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	first := now.Sub(b.last) > burstGap
+	b.last = now
+	return first
 }

@@ -79,8 +79,8 @@ func newMetrics(reg prometheus.Registerer, partners Partners) (*metrics, error) 
 		}, []string{"operation"}),
 		storeErr: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokensvc_store_errors_total",
-			Help: "Token store calls that failed (unavailable or unexpected; not found, used, revoked and exists are answers, not failures), by operation.",
-		}, []string{"operation"}),
+			Help: "Token store calls that failed, by operation and error: full (Redis out of memory, refusing writes), unavailable (no answer in time, failover, down) or unexpected. Not found, used, revoked and exists are answers, not failures.",
+		}, []string{"operation", "error"}),
 	}
 	for _, c := range []prometheus.Collector{m.minted, m.verified, m.rejected, m.storeDur, m.storeErr, keysCollector{partners}} {
 		if err := reg.Register(c); err != nil {
@@ -213,19 +213,24 @@ var _ Store = meteredStore{}
 // observe records one call of op that started at start and ended in err.
 func (s meteredStore) observe(op string, start time.Time, err error) {
 	s.m.storeDur.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if storeFailed(err) {
-		s.m.storeErr.WithLabelValues(op).Inc()
+	if kind := storeFailure(err); kind != "" {
+		s.m.storeErr.WithLabelValues(op, kind).Inc()
 	}
 }
 
-// storeFailed tells a failure from the store's answers about a token.
-func storeFailed(err error) bool {
+// storeFailure tells a failure from the store's answers about a token:
+// "" for an answer, else "full", "unavailable" or "unexpected".
+func storeFailure(err error) string {
 	switch {
 	case err == nil, errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrUsed),
 		errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrExists):
-		return false
+		return ""
+	case errors.Is(err, store.ErrFull):
+		return "full"
+	case errors.Is(err, store.ErrUnavailable):
+		return "unavailable"
 	}
-	return true
+	return "unexpected"
 }
 
 func (s meteredStore) Put(ctx context.Context, id store.ID, rec store.Record) error {
@@ -268,7 +273,7 @@ func (s meteredStore) GetMany(ctx context.Context, ids []store.ID) []store.Resul
 // batchFailure is the first failure among a batch's results, or nil.
 func batchFailure(res []store.Result) error {
 	for _, r := range res {
-		if storeFailed(r.Err) {
+		if storeFailure(r.Err) != "" {
 			return r.Err
 		}
 	}

@@ -200,7 +200,7 @@ func TestMetricsStoreErrors(t *testing.T) {
 	wantError(t, h.do(t, "GET", "/readyz", ""), 503, "store_unavailable")
 	wantError(t, h.do(t, "GET", "/verify", "", "x-api-token: 5f0c7a52-3b1e-4d6a-9c8b-7e6f5a4b3c2d"), 503, "store_unavailable")
 	for op, want := range map[string]float64{"ping": 1, "consume": 1} {
-		if got := sample(t, reg, "tokensvc_store_errors_total", map[string]string{"operation": op}); got != want {
+		if got := sample(t, reg, "tokensvc_store_errors_total", map[string]string{"operation": op, "error": "unavailable"}); got != want {
 			t.Errorf("store errors %s = %v, want %v", op, got, want)
 		}
 	}
@@ -210,19 +210,20 @@ func TestMetricsStoreErrors(t *testing.T) {
 	}
 	cases := []struct {
 		err  error
-		want bool
+		want string
 	}{
-		{nil, false},
-		{store.ErrNotFound, false},
-		{fmt.Errorf("store: consume: %w", store.ErrUsed), false},
-		{store.ErrRevoked, false},
-		{store.ErrExists, false},
-		{store.ErrUnavailable, true},
-		{errors.New("WRONGTYPE"), true},
+		{nil, ""},
+		{store.ErrNotFound, ""},
+		{fmt.Errorf("store: consume: %w", store.ErrUsed), ""},
+		{store.ErrRevoked, ""},
+		{store.ErrExists, ""},
+		{store.ErrUnavailable, "unavailable"},
+		{fmt.Errorf("store: put: %w: %w", store.ErrFull, store.ErrUnavailable), "full"},
+		{errors.New("WRONGTYPE"), "unexpected"},
 	}
 	for _, tc := range cases {
-		if got := storeFailed(tc.err); got != tc.want {
-			t.Errorf("storeFailed(%v) = %v, want %v", tc.err, got, tc.want)
+		if got := storeFailure(tc.err); got != tc.want {
+			t.Errorf("storeFailure(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }

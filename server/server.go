@@ -165,13 +165,14 @@ const (
 
 // Server serves the API. It is an http.Handler.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	echo    *echo.Echo
-	metrics *metrics // nil: no metrics
-	access  *access
-	guard   *guard
-	removed removals
+	cfg       Config
+	log       *slog.Logger
+	echo      *echo.Echo
+	metrics   *metrics // nil: no metrics
+	access    *access
+	guard     *guard
+	removed   removals
+	fullBurst burst // the store refusing writes, logged once per burst
 }
 
 var _ api.StrictServerInterface = (*Server)(nil)

@@ -204,3 +204,52 @@ func TestKeyFileReload(t *testing.T) {
 		t.Fatalf("admin view after a broken reload: %s", list.Body)
 	}
 }
+
+// A partner key removed from a file key source takes its tokens with it:
+// refused at once by the instance that reloaded, revoked in the shared
+// store for the one that has not reloaded yet, and not brought back when
+// the key returns.
+func TestRemovedKeyTakesItsTokens(t *testing.T) {
+	t.Parallel()
+	needRedis(t)
+	file := filepath.Join(t.TempDir(), "keys.json")
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	both := `[{"id":"stays","server_secret":"stays-secret"},{"id":"leaked","server_secret":"leaked-secret"}]`
+	write(both)
+	a, b := pair(t, env{"TOKENSVC_API_KEYS": "file://" + file, "TOKENSVC_ADMIN_TOKEN": adminToken,
+		"TOKENSVC_API_KEYS_RELOAD_SEC": "3600", "TOKENSVC_FORWARD_FIELDS": "u"})
+	token := a.mint(t, "leaked-secret", "ttl=86400", `{"u":"x"}`).Token.String()
+
+	write(`[{"id":"stays","server_secret":"stays-secret"}]`)
+	if res, err := a.client.AdminReloadWithResponse(context.Background(), withHeader("X-Admin-Token", adminToken)); err != nil || res.JSON200 == nil {
+		t.Fatalf("reload: %v", err)
+	}
+	for _, in := range []*instance{a, b} { // b has not reloaded: the store refuses
+		if code, e := in.verifyCode(t, token); code != 403 || e != "token_revoked" {
+			t.Errorf("verify: %d %s", code, e)
+		}
+	}
+	res, err := a.client.RefreshWithResponse(context.Background(), withHeader("x-api-token", token))
+	if err != nil || res.StatusCode() != 403 || !strings.Contains(string(res.Body), "token_revoked") {
+		t.Errorf("refresh: %v %d %s", err, res.StatusCode(), res.Body)
+	}
+	req, _ := http.NewRequest("GET", a.base+"/auth", nil)
+	req.Header.Set("x-api-token", token)
+	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != 403 {
+		t.Errorf("/auth: %v %v", err, r)
+	} else {
+		r.Body.Close()
+	}
+
+	write(both)
+	if res, err := a.client.AdminReloadWithResponse(context.Background(), withHeader("X-Admin-Token", adminToken)); err != nil || res.JSON200 == nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if code, e := a.verifyCode(t, token); code != 403 || e != "token_revoked" {
+		t.Errorf("verify after the key came back: %d %s", code, e)
+	}
+}

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
 // Store outages under a running tokensvc (TOKENSVC_STORE_TIMEOUT=500ms):
@@ -117,4 +121,69 @@ func awaitRecovery(t *testing.T, c *loadClient, token, bundle string, since time
 	if r, _, err := c.generate(ctx, `{"userId":"after-the-outage"}`); err != nil || r.status != http.StatusOK {
 		t.Fatalf("generate after recovery: %v %d %s", err, r.status, r.body)
 	}
+}
+
+// A Redis that is full (maxmemory reached, noeviction, as compose.yaml
+// configures it) refuses writes: minting is 503 store_full, counted in a
+// metric and logged at error level once per burst, while plain tokens
+// still verify.
+func TestRedisFull(t *testing.T) {
+	t.Parallel()
+	rs := storetest.StartServer(t, storetest.ServerOptions{Args: []string{"--maxmemory", "2mb", "--maxmemory-policy", "noeviction"}})
+	in := startOnRedis(t, rs.URL(), nil)
+	c := newLoadClient(t, in.base, "k")
+	token, bundle := mintBefore(t, c)
+	big := `{"pad":"` + strings.Repeat("x", 8000) + `"}`
+	full := 0
+	for i := 0; i < 2000 && full < 20; i++ {
+		r, _, err := c.generate(context.Background(), big)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case r.status == http.StatusOK:
+		case r.status == http.StatusServiceUnavailable && strings.Contains(string(r.body), `"store_full"`):
+			full++
+		default:
+			t.Fatalf("mint into a full Redis: %d %s", r.status, r.body)
+		}
+	}
+	if full == 0 {
+		t.Fatal("Redis never filled up")
+	}
+	if r, err := c.verify(context.Background(), token); err != nil || r.status != http.StatusOK || string(r.body) != bundle {
+		t.Fatalf("verify while full: %v %d %s", err, r.status, r.body)
+	}
+	metrics := get(t, in.base+"/metrics")
+	if !strings.Contains(metrics, `tokensvc_store_errors_total{error="full",operation="put"}`) {
+		t.Errorf("no store_full count in /metrics:\n%s", grepLines(metrics, "tokensvc_store_errors_total"))
+	}
+	if n := strings.Count(in.stdout.String()+in.stderr.String(), `"msg":"store full"`); n != 1 {
+		t.Errorf("logged %q %d times, want once per burst", "store full", n)
+	}
+}
+
+// get fetches url and returns its body.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// grepLines is the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
