@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -14,11 +16,18 @@ import (
 
 // forwardAuth serves gateways: nginx auth_request, Traefik ForwardAuth and
 // Envoy ext_authz, on /auth and any /auth/... path, with any method. It
-// answers 200 with X-Token-* headers, 401 without a token, 403 for a token
-// that does not verify (503 on a store outage: gateways deny on it too).
+// answers 200 with X-Token-* headers (private fields only to a caller that
+// proved to be the gateway), 401 without a token or with a wrong gateway
+// proof, 403 for a token that does not verify (503 on a store outage:
+// gateways deny on it too).
 func (s *Server) forwardAuth(c echo.Context) error {
 	r := c.Request()
 	ri := info(r.Context())
+	// Before the token: a wrong proof must not spend a use of it.
+	gateway, err := s.gatewayProven(r)
+	if err != nil {
+		return err
+	}
 	// The caller is the gateway, a server: the browser's Origin, which it
 	// passes on, is not the caller's.
 	ri.origin = ""
@@ -44,9 +53,38 @@ func (s *Server) forwardAuth(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	if len(s.cfg.ForwardFields) > 0 {
-		setFieldHeaders(h, mergeBundle(rec.Bundle, rec.Private), s.cfg.ForwardFields)
+		fields := rec.Bundle
+		if gateway {
+			fields = mergeBundle(rec.Bundle, rec.Private)
+		}
+		setFieldHeaders(h, fields, s.cfg.ForwardFields)
 	}
 	return c.NoContent(http.StatusOK)
+}
+
+// gatewayHeader carries the gateway's proof, Config.ForwardSecret. It is
+// read here only, never logged and never answered.
+const gatewayHeader = "X-Gateway-Secret"
+
+// gatewayProven tells whether the caller of /auth proved to be the
+// gateway, which may see private fields: true with the right
+// X-Gateway-Secret; false without the header or while no secret is
+// configured (the caller is anyone who holds the token); an unauthorized
+// error for a header that is present but wrong, so that a misconfigured
+// gateway is loud and a guesser is counted by the brute-force guard.
+// Hashing both sides first makes the comparison constant-time whatever
+// the lengths.
+func (s *Server) gatewayProven(r *http.Request) (bool, error) {
+	got, sent := r.Header[gatewayHeader]
+	if !sent || s.cfg.ForwardSecret == "" {
+		return false, nil
+	}
+	want := sha256.Sum256([]byte(s.cfg.ForwardSecret))
+	have := sha256.Sum256([]byte(strings.Join(got, ",")))
+	if subtle.ConstantTimeCompare(have[:], want[:]) != 1 {
+		return false, newError(api.ErrorErrorUnauthorized, "wrong %s", gatewayHeader)
+	}
+	return true, nil
 }
 
 // forwardedTokens lists the tokens a gateway may have sent, in order: the

@@ -37,6 +37,7 @@ var tokenFailures = map[api.ErrorError]bool{
 	api.ErrorErrorTokenUsed:        true,
 	api.ErrorErrorTokenRevoked:     true,
 	api.ErrorErrorOriginNotAllowed: true,
+	api.ErrorErrorUnauthorized:     true, // a wrong X-Gateway-Secret: only /auth answers it among guarded routes
 }
 
 // guardFailures is the brute-force guard: failed token checks count

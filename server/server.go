@@ -89,8 +89,15 @@ type Config struct {
 	IdempotencySecret []byte
 	// ForwardCookie names a cookie /auth reads the token from, if set.
 	ForwardCookie string
-	// ForwardFields are the bundle fields /auth sends as X-Token-* headers.
+	// ForwardFields are the bundle fields /auth sends as X-Token-* headers:
+	// public fields to any caller, private fields too to a caller that
+	// proves to be the gateway (ForwardSecret).
 	ForwardFields []string
+	// ForwardSecret is what a gateway sends as X-Gateway-Secret on /auth
+	// to get private fields as well; a present but different header is
+	// answered 401. Empty: /auth sends public fields only, to everyone.
+	// A secret: never logged.
+	ForwardSecret string
 	// Limiter keeps the rate limits; nil turns them off.
 	Limiter Limiter
 	// GenerateRate limits minting per partner key, unless the key has a
