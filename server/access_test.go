@@ -37,32 +37,6 @@ func TestClientSecretIsPublic(t *testing.T) {
 	}
 }
 
-// /auth sends private fields as headers only to the gateway that proves
-// itself; anyone else holding the token gets the public ones.
-func TestForwardPrivateFieldsNeedTheGateway(t *testing.T) {
-	h := newHarness(t, func(c *Config) {
-		c.ForwardFields = []string{"userId", "auth"}
-		c.ForwardSecret = "gateway-secret-0123456789"
-	})
-	token := h.mint(t, "?private=auth", `{"userId":"u-1","auth":"partner-api-key"}`)
-	res := h.do(t, "GET", "/auth", "", "x-api-token: "+token)
-	if res.status != 200 || res.header.Get("X-Token-Userid") != "u-1" || res.header.Get("X-Token-Auth") != "" {
-		t.Errorf("without the gateway secret: %d, headers %v", res.status, res.header)
-	}
-	res = h.do(t, "GET", "/auth", "", "x-api-token: "+token, "X-Gateway-Secret: gateway-secret-0123456789")
-	if res.status != 200 || res.header.Get("X-Token-Auth") != "partner-api-key" {
-		t.Errorf("with the gateway secret: %d, headers %v", res.status, res.header)
-	}
-	wantError(t, h.do(t, "GET", "/auth", "", "x-api-token: "+token, "X-Gateway-Secret: guess"), 401, "unauthorized")
-	// No secret configured: no caller is the gateway.
-	open := newHarness(t, func(c *Config) { c.ForwardFields = []string{"auth"} })
-	token = open.mint(t, "?private=auth", `{"auth":"partner-api-key"}`)
-	wantError(t, open.do(t, "GET", "/auth", "", "x-api-token: "+token, "X-Gateway-Secret: "), 401, "unauthorized")
-	if res := open.do(t, "GET", "/auth", "", "x-api-token: "+token); res.header.Get("X-Token-Auth") != "" {
-		t.Errorf("private field forwarded with no gateway secret configured")
-	}
-}
-
 // A key removed from the key source takes its tokens with it, everywhere,
 // and for good: they do not come back with the key.
 func TestRemovedKeyTokensAreRevoked(t *testing.T) {

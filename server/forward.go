@@ -49,6 +49,10 @@ func (s *Server) forwardAuth(c echo.Context) error {
 	return c.NoContent(http.StatusOK)
 }
 
+// gatewayHeader carries the gateway's proof, Config.ForwardSecret. It is
+// read here only, never logged and never answered.
+const gatewayHeader = "X-Gateway-Secret"
+
 // forwardedTokens lists the tokens a gateway may have sent, in order: the
 // usual headers, the cookie, the token query parameter of the original
 // URI (nginx, Traefik), and of this request's own URI (Envoy sends the

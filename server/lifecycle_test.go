@@ -356,6 +356,7 @@ func TestForwardAuth(t *testing.T) {
 	h := newHarness(t, func(c *Config) {
 		c.ForwardCookie = "editor_session"
 		c.ForwardFields = []string{"userId", "server", "n", "evil"}
+		c.ForwardSecret = gatewaySecret // the private field server goes to the gateway only
 	})
 	token := h.mint(t, "?private=server", `{"userId":"u-1","server":"s1","n":{"a":1},"evil":"x\r\nInjected: 1","other":"no"}`)
 	cases := []struct {
@@ -374,7 +375,7 @@ func TestForwardAuth(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := h.do(t, tc.method, tc.path, "", tc.headers...)
+			res := h.do(t, tc.method, tc.path, "", append(tc.headers, gatewayHeader+": "+gatewaySecret)...)
 			if res.status != 200 {
 				t.Fatalf("%d %s", res.status, res.body)
 			}

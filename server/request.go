@@ -176,11 +176,12 @@ func (s *Server) authorize(op Op) echo.MiddlewareFunc {
 
 // gatewaySecret is the X-Gateway-Secret header, and whether it was sent.
 func gatewaySecret(h http.Header) (string, bool) {
-	v, ok := h["X-Gateway-Secret"]
-	if !ok || len(v) == 0 {
+	v, ok := h[gatewayHeader]
+	if !ok {
 		return "", false
 	}
-	return v[0], true
+	return strings.Join(v, ","), true // sent twice is not the secret
+
 }
 
 // recoverPanic turns a handler panic into a logged 500.

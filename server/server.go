@@ -116,12 +116,13 @@ type Config struct {
 	// ForwardCookie names a cookie /auth reads the token from, if set.
 	ForwardCookie string
 	// ForwardFields are the bundle fields /auth sends as X-Token-* headers:
-	// public fields to anyone holding the token, private ones only to a
-	// gateway that sends ForwardSecret.
+	// public fields to any caller, private fields too to a caller that
+	// proves to be the gateway (ForwardSecret).
 	ForwardFields []string
-	// ForwardSecret is the gateway's proof at /auth, sent as
-	// X-Gateway-Secret; with it /auth also forwards private fields. Empty:
-	// /auth forwards public fields only.
+	// ForwardSecret is what a gateway sends as X-Gateway-Secret on /auth
+	// to get private fields as well; a present but different header is
+	// answered 401. Empty: /auth sends public fields only, to everyone.
+	// A secret: never logged.
 	ForwardSecret string
 	// Limiter keeps the rate limits; nil turns them off.
 	Limiter Limiter

@@ -38,6 +38,7 @@ type config struct {
 	IdempotencyKey       []byte
 	ForwardCookie        string
 	ForwardFields        []string
+	ForwardSecret        string
 	MaxBatch             int
 	MaxSession           time.Duration
 	Replicas             int
@@ -172,6 +173,20 @@ func settings() []setting {
 						c.ForwardFields = append(c.ForwardFields, f)
 					}
 				}
+				return nil
+			}},
+		{"TOKENSVC_FORWARD_SECRET", "forward.secret", "", "secret the gateway sends as X-Gateway-Secret on /auth to get private fields as headers too; a wrong one is 401. Empty = /auth sends public fields only. At least 16 characters of A-Z a-z 0-9 - . _ ~ + / = (openssl rand -hex 32)",
+			func(c *config, v string) error {
+				if v != "" && len(v) < 16 {
+					return errors.New("must be at least 16 characters")
+				}
+				// Characters that no gateway's config language treats
+				// specially: nginx reads $ as a variable, Traefik's file
+				// provider {{ as a template, YAML quotes and # as syntax.
+				if strings.Trim(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=") != "" {
+					return errors.New("may hold only A-Z a-z 0-9 - . _ ~ + / = (hex or base64 from openssl rand)")
+				}
+				c.ForwardSecret = v
 				return nil
 			}},
 		{"TOKENSVC_GENERATE_RATE", "limits.generate", "off", "minting rate per partner key (N/s, N/m, N/h or off), unless the key sets rate_limit",

@@ -72,6 +72,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{env{"TOKENSVC_MAX_TOKEN_TTL": "800h"}, "", "TOKENSVC_MAX_TOKEN_TTL"},
 		{env{"TOKENSVC_ADMIN_TOKEN": "short"}, "", "TOKENSVC_ADMIN_TOKEN"},
 		{env{"TOKENSVC_IDEMPOTENCY_SECRET": "short"}, "", "TOKENSVC_IDEMPOTENCY_SECRET"},
+		{env{"TOKENSVC_FORWARD_SECRET": "short"}, "", "TOKENSVC_FORWARD_SECRET"},
+		{env{"TOKENSVC_FORWARD_SECRET": "has $dollar and spaces in it"}, "", "TOKENSVC_FORWARD_SECRET"},
 		{env{"TOKENSVC_MAX_BATCH": "0"}, "", "TOKENSVC_MAX_BATCH"},
 		{env{"TOKENSVC_DURABILITY": "replica"}, "", "TOKENSVC_DURABILITY"},
 		{env{"TOKENSVC_GENERATE_RATE": "fast"}, "", "TOKENSVC_GENERATE_RATE"},

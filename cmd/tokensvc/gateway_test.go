@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,11 +25,34 @@ import (
 
 // The gateway examples in examples/gateways, tested as shipped: a real
 // nginx (Debian's package) runs examples/gateways/nginx.conf, with only its
-// addresses and file paths replaced, in front of tokensvc's /auth and an
-// upstream that echoes what it receives. Traefik and Envoy are not packaged
-// for Debian, so their files are only checked for shape.
+// addresses, file paths and the gateway secret's placeholder replaced, in
+// front of tokensvc's /auth and an upstream that echoes what it receives.
+// Traefik and Envoy are not packaged for Debian, so their files are only
+// checked for shape.
 
-const gatewayPartnerKey = "gateway-partner-key"
+const (
+	gatewayPartnerKey = "gateway-partner-key"
+	gatewaySecret     = "gateway-secret-0f1e2d3c4b5a6978"
+	// nginx listens on 127.0.0.1 and reaches tokensvc from there: the
+	// one trusted proxy. Clients connect from other loopback addresses
+	// (127.0.0.0/8 is all loopback on Linux), so each has its own.
+	nginxTrusted = "127.0.0.1/32"
+)
+
+// gatewayEnv is tokensvc's environment for the nginx example, plus extra.
+func gatewayEnv(extra env) env {
+	e := env{
+		"TOKENSVC_API_KEYS":        gatewayPartnerKey,
+		"TOKENSVC_FORWARD_FIELDS":  "userId,server,file",
+		"TOKENSVC_FORWARD_COOKIE":  "editor_token",
+		"TOKENSVC_FORWARD_SECRET":  gatewaySecret,
+		"TOKENSVC_TRUSTED_PROXIES": nginxTrusted,
+	}
+	for k, v := range extra {
+		e[k] = v
+	}
+	return e
+}
 
 // nginxBinary finds nginx: skipped without it on a developer's machine, a
 // failure in CI, which installs it.
@@ -97,16 +121,26 @@ func replaceOnce(t *testing.T, s, old, new string) string {
 	return strings.Replace(s, old, new, 1)
 }
 
+// nginxSecretLine is the example's gateway proof, with the placeholder an
+// operator replaces by the secret.
+const nginxSecretLine = `proxy_set_header X-Gateway-Secret "${TOKENSVC_FORWARD_SECRET}";`
+
 // renderNginxConf turns the example into a config that runs in dir: the
-// services' names become the test's addresses, and the pid file, logs and
-// temporary files go into dir.
-func renderNginxConf(t *testing.T, dir, tokensvcAddr, editorAddr, listen string) string {
+// services' names become the test's addresses, the placeholder the
+// secret (an empty secret drops the line: a gateway that sends no proof),
+// and the pid file, logs and temporary files go into dir.
+func renderNginxConf(t *testing.T, dir, tokensvcAddr, editorAddr, listen, secret string) string {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "examples", "gateways", "nginx.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	conf := string(raw)
+	if secret == "" {
+		conf = replaceOnce(t, conf, nginxSecretLine, "")
+	} else {
+		conf = replaceOnce(t, conf, nginxSecretLine, strings.Replace(nginxSecretLine, "${TOKENSVC_FORWARD_SECRET}", secret, 1))
+	}
 	conf = replaceOnce(t, conf, "server tokensvc:8080;", "server "+tokensvcAddr+";")
 	conf = replaceOnce(t, conf, "server editor:8081;", "server "+editorAddr+";")
 	conf = replaceOnce(t, conf, "listen 8000;", "listen "+listen+";")
@@ -133,12 +167,13 @@ func renderNginxConf(t *testing.T, dir, tokensvcAddr, editorAddr, listen string)
 }
 
 // startNginx runs nginx in the foreground as one process, killed when the
-// test ends, and returns its base URL once it accepts connections.
-func startNginx(t *testing.T, bin, tokensvcAddr, editorAddr string) (base, dir string) {
+// test ends, and returns its base URL once it accepts connections. secret
+// goes where the example's placeholder is ("": no proof sent).
+func startNginx(t *testing.T, bin, tokensvcAddr, editorAddr, secret string) (base, dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	listen := freePort(t)
-	conf := renderNginxConf(t, dir, tokensvcAddr, editorAddr, listen)
+	conf := renderNginxConf(t, dir, tokensvcAddr, editorAddr, listen, secret)
 	var out bytes.Buffer
 	var outMu sync.Mutex
 	w := writerFunc(func(p []byte) (int, error) { outMu.Lock(); defer outMu.Unlock(); return out.Write(p) })
@@ -187,11 +222,19 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // answered (its echo of the request).
 type gatewayReply struct {
 	status int
+	header http.Header
 	body   string
 	seen   *echoed
 }
 
 func gatewayDo(t *testing.T, method, url, body string, header ...string) gatewayReply {
+	t.Helper()
+	return gatewayFrom(t, "", method, url, body, header...)
+}
+
+// gatewayFrom sends one request from the local address from (such as
+// 127.0.0.2; "" for any), on a connection of its own.
+func gatewayFrom(t *testing.T, from, method, url, body string, header ...string) gatewayReply {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -201,14 +244,22 @@ func gatewayDo(t *testing.T, method, url, body string, header ...string) gateway
 		k, v, _ := strings.Cut(h, ": ")
 		req.Header.Add(k, v)
 	}
-	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	c := &http.Client{
+		Transport:     &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true},
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	res, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	r := gatewayReply{status: res.StatusCode, body: string(b)}
+	r := gatewayReply{status: res.StatusCode, header: res.Header, body: string(b)}
 	if res.StatusCode == http.StatusOK && strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		r.seen = &echoed{}
 		if err := json.Unmarshal(b, r.seen); err != nil {
@@ -221,16 +272,12 @@ func gatewayDo(t *testing.T, method, url, body string, header ...string) gateway
 func TestGatewayNginx(t *testing.T) {
 	t.Parallel()
 	bin := nginxBinary(t)
-	in := start(t, env{
-		"TOKENSVC_API_KEYS":       gatewayPartnerKey,
-		"TOKENSVC_FORWARD_FIELDS": "userId,server,file",
-		"TOKENSVC_FORWARD_COOKIE": "editor_token",
-	})
+	in := start(t, gatewayEnv(nil))
 	up := newEchoUpstream(t)
-	gw, dir := startNginx(t, bin, strings.TrimPrefix(in.base, "http://"), strings.TrimPrefix(up.URL, "http://"))
+	gw, dir := startNginx(t, bin, strings.TrimPrefix(in.base, "http://"), strings.TrimPrefix(up.URL, "http://"), gatewaySecret)
 
 	// private=auth,server: /verify from a browser would hide them; the
-	// gateway is server side and gets server as a header all the same.
+	// gateway proves itself with the secret and gets server as a header.
 	bundle := `{"auth":"partner-secret","file":"/drawings/1.dwg","userId":"u-42","server":"eu-1"}`
 	token := in.mint(t, gatewayPartnerKey, "private=auth,server", bundle).Token.String()
 	var secrets []string
@@ -251,6 +298,9 @@ func TestGatewayNginx(t *testing.T) {
 			case want != "" && (len(got) != 1 || got[0] != want):
 				t.Errorf("%s: the upstream got %s: %q, want %q", name, h, got, want)
 			}
+		}
+		if got := r.seen.Header.Values("X-Gateway-Secret"); len(got) != 0 {
+			t.Errorf("%s: the upstream got X-Gateway-Secret %q", name, got)
 		}
 		return r.seen
 	}
@@ -295,6 +345,11 @@ func TestGatewayNginx(t *testing.T) {
 	secrets = append(secrets, partial)
 	passed("forged headers", gatewayDo(t, "GET", gw+"/", "", "x-api-token: "+partial,
 		"X-User-Id: admin", "X-Server: prod", "X-File: /etc/shadow"), "u-7", "", "")
+	// A client's own X-Gateway-Secret is replaced by nginx's on the check
+	// (a wrong one would be tokensvc's 401) and never reaches the editor
+	// (passed checks that).
+	passed("client's own gateway secret", gatewayDo(t, "GET", gw+"/", "", "x-api-token: "+partial,
+		"X-Gateway-Secret: client-guess-0123456789"), "u-7", "", "")
 
 	// (d) No token: 401 from nginx, the upstream never sees it. A token
 	// in a cookie of another name is no token.
@@ -343,6 +398,158 @@ func TestGatewayNginx(t *testing.T) {
 			t.Errorf("a token reached nginx's access log:\n%s", accessLog)
 			break
 		}
+	}
+}
+
+// upstreamGot fails t unless r reached the upstream with exactly these
+// identity headers ("" for absent).
+func upstreamGot(t *testing.T, name string, r gatewayReply, want map[string]string) {
+	t.Helper()
+	if r.status != http.StatusOK || r.seen == nil {
+		t.Fatalf("%s: %d %s, want the upstream's 200", name, r.status, r.body)
+	}
+	for h, v := range want {
+		if got := r.seen.Header.Get(h); got != v {
+			t.Errorf("%s: the upstream got %s: %q, want %q", name, h, got, v)
+		}
+	}
+}
+
+// Private fields reach the editor only through a gateway that sends the
+// secret; a direct call to /auth with the token, without it, gets the
+// public fields only, and a wrong secret is refused.
+func TestGatewayNginxPrivateFieldsNeedTheSecret(t *testing.T) {
+	t.Parallel()
+	bin := nginxBinary(t)
+	in := start(t, gatewayEnv(nil))
+	up := newEchoUpstream(t)
+	tokensvcAddr, editorAddr := strings.TrimPrefix(in.base, "http://"), strings.TrimPrefix(up.URL, "http://")
+	proven, _ := startNginx(t, bin, tokensvcAddr, editorAddr, gatewaySecret)
+	unproven, _ := startNginx(t, bin, tokensvcAddr, editorAddr, "")
+	wrong, _ := startNginx(t, bin, tokensvcAddr, editorAddr, "not-the-gateway-secret-0123")
+
+	// server is private: the partner's backend reads it, a browser never.
+	token := in.mint(t, gatewayPartnerKey, "private=server", `{"userId":"u-42","server":"eu-1","file":"/f"}`).Token.String()
+	upstreamGot(t, "nginx with the secret", gatewayDo(t, "GET", proven+"/", "", "x-api-token: "+token),
+		map[string]string{"X-User-Id": "u-42", "X-Server": "eu-1", "X-File": "/f"})
+	upstreamGot(t, "nginx without the secret", gatewayDo(t, "GET", unproven+"/", "", "x-api-token: "+token),
+		map[string]string{"X-User-Id": "u-42", "X-Server": "", "X-File": "/f"})
+	hits := up.hits.Load()
+	if r := gatewayDo(t, "GET", wrong+"/", "", "x-api-token: "+token); r.status != http.StatusUnauthorized || r.seen != nil || up.hits.Load() != hits {
+		t.Errorf("nginx with a wrong secret: %d %s, want 401 from nginx", r.status, r.body)
+	}
+
+	// Straight to tokensvc, as anyone who holds the token could.
+	direct := func(header ...string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", in.base+"/auth", nil)
+		req.Header.Set("x-api-token", token)
+		for _, h := range header {
+			k, v, _ := strings.Cut(h, ": ")
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, res.Header, string(b)
+	}
+	code, h, body := direct()
+	if code != http.StatusOK || h.Get("X-Token-Userid") != "u-42" || h.Get("X-Token-File") != "/f" || len(h.Values("X-Token-Server")) != 0 {
+		t.Errorf("direct /auth without the secret: %d %v %s, want 200 with the public fields only", code, h, body)
+	}
+	code, h, body = direct("X-Gateway-Secret: " + gatewaySecret + "0")
+	if code != http.StatusUnauthorized || !strings.Contains(body, `"error":"unauthorized"`) || len(h.Values("X-Token-Userid")) != 0 {
+		t.Errorf("direct /auth with a wrong secret: %d %v %s, want 401 unauthorized", code, h, body)
+	}
+	if strings.Contains(in.stdout.String()+in.stderr.String(), gatewaySecret) {
+		t.Error("the gateway secret reached tokensvc's log")
+	}
+}
+
+// Behind nginx each client is limited by its own address: one client
+// sending bad tokens until 429 locks no one else out, forged
+// X-Forwarded-For values neither dodge the guard nor frame another
+// client, and the 429 reaches the client as a 429 with Retry-After.
+func TestGatewayNginxClientAddress(t *testing.T) {
+	t.Parallel()
+	bin := nginxBinary(t)
+	in := start(t, gatewayEnv(env{"TOKENSVC_VERIFY_FAILURE_RATE": "5/m"}))
+	up := newEchoUpstream(t)
+	gw, _ := startNginx(t, bin, strings.TrimPrefix(in.base, "http://"), strings.TrimPrefix(up.URL, "http://"), gatewaySecret)
+	good := in.mint(t, gatewayPartnerKey, "", `{"userId":"u-b"}`).Token.String()
+	const attacker, victim, forger, framer = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
+	bad := func(i int) string { return fmt.Sprintf("x-api-token: 00000000-0000-4000-8000-%012d", i) }
+
+	// limited sends bad tokens from one address until nginx answers 429,
+	// which must come after exactly the guard's 5 failures.
+	limited := func(name, from string, header func(i int) []string) gatewayReply {
+		t.Helper()
+		for i := 0; ; i++ {
+			r := gatewayFrom(t, from, "GET", gw+"/", "", append(header(i), bad(i))...)
+			switch {
+			case r.status == http.StatusTooManyRequests && i == 5:
+				return r
+			case r.status == http.StatusForbidden && i < 5:
+				continue
+			}
+			t.Fatalf("%s: bad token %d answered %d %s, want 403 five times, then 429", name, i+1, r.status, r.body)
+		}
+	}
+	none := func(int) []string { return nil }
+	r := limited("attacker", attacker, none)
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > 12 {
+		t.Errorf("the 429 has Retry-After %q, want 1 to 12 seconds (5 a minute)", r.header.Get("Retry-After"))
+	}
+	if r := gatewayFrom(t, attacker, "GET", gw+"/", "", "x-api-token: "+good); r.status != http.StatusTooManyRequests {
+		t.Errorf("the limited client with a good token: %d, want 429", r.status)
+	}
+
+	// Another client behind the same nginx is not affected.
+	upstreamGot(t, "another client", gatewayFrom(t, victim, "GET", gw+"/", "", "x-api-token: "+good), map[string]string{"X-User-Id": "u-b"})
+	if r := gatewayFrom(t, victim, "GET", gw+"/", "", bad(99)); r.status != http.StatusForbidden {
+		t.Errorf("another client's bad token: %d, want 403 (its own count)", r.status)
+	}
+
+	// A client rotating forged X-Forwarded-For values is limited all the
+	// same, by its own address.
+	limited("forger", forger, func(i int) []string {
+		return []string{fmt.Sprintf("X-Forwarded-For: 198.51.100.%d", i+1)}
+	})
+	// One posing as the other client spends its own allowance, not the
+	// other's: the other client still gets in.
+	limited("framer", framer, func(int) []string { return []string{"X-Forwarded-For: " + victim} })
+	upstreamGot(t, "the client the framer posed as", gatewayFrom(t, victim, "GET", gw+"/", "", "x-api-token: "+good), map[string]string{"X-User-Id": "u-b"})
+}
+
+// A store outage reaches the client as 503, and so does a tokensvc that
+// cannot be reached, not as nginx's 500; the editor never sees the
+// request.
+func TestGatewayNginxOutageIs503(t *testing.T) {
+	t.Parallel()
+	bin := nginxBinary(t)
+	rs := startRedis(t, false)
+	in := startOnRedis(t, rs.URL(), gatewayEnv(env{"TOKENSVC_API_KEYS": "k", "TOKENSVC_STORE_TIMEOUT": outageStoreTimeout}))
+	up := newEchoUpstream(t)
+	gw, _ := startNginx(t, bin, strings.TrimPrefix(in.base, "http://"), strings.TrimPrefix(up.URL, "http://"), gatewaySecret)
+	token := in.mint(t, "k", "", `{"userId":"u-1"}`).Token.String()
+	upstreamGot(t, "before the outage", gatewayDo(t, "GET", gw+"/", "", "x-api-token: "+token), map[string]string{"X-User-Id": "u-1"})
+
+	hits := up.hits.Load()
+	rs.Kill()
+	if r := gatewayDo(t, "GET", gw+"/", "", "x-api-token: "+token); r.status != http.StatusServiceUnavailable || r.seen != nil {
+		t.Errorf("store down: %d %s, want 503 from nginx", r.status, r.body)
+	}
+	if err := in.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if r := gatewayDo(t, "GET", gw+"/", "", "x-api-token: "+token); r.status != http.StatusServiceUnavailable || r.seen != nil {
+		t.Errorf("tokensvc down: %d %s, want 503 from nginx", r.status, r.body)
+	}
+	if n := up.hits.Load(); n != hits {
+		t.Errorf("the upstream was reached during the outage (%d requests, want %d)", n, hits)
 	}
 }
 
@@ -396,20 +603,54 @@ func TestGatewayExamplesParse(t *testing.T) {
 	if h := fmt.Sprint(at(fa, "authResponseHeaders")); h != fmt.Sprint(wantHeaders) {
 		t.Errorf("traefik: authResponseHeaders %v, want %v", h, wantHeaders)
 	}
-	if mw := fmt.Sprint(at(traefik, "http", "routers", "editor", "middlewares")); mw != "[tokensvc]" {
+	// The proof is set before the check and removed after it; the check's
+	// X-Forwarded-For is Traefik's view of the client, not the client's.
+	if mw := fmt.Sprint(at(traefik, "http", "routers", "editor", "middlewares")); mw != "[tokensvc-proof tokensvc tokensvc-proof-strip]" {
 		t.Errorf("traefik: the editor router's middlewares are %v", mw)
+	}
+	if v := at(fa, "trustForwardHeader"); v != false {
+		t.Errorf("traefik: trustForwardHeader %v, want false", v)
+	}
+	if h := fmt.Sprint(at(fa, "authRequestHeaders")); !strings.Contains(h, "X-Gateway-Secret") {
+		t.Errorf("traefik: authRequestHeaders %v lack X-Gateway-Secret", h)
+	}
+	proof := at(traefik, "http", "middlewares", "tokensvc-proof", "headers", "customRequestHeaders", "X-Gateway-Secret")
+	if p, _ := proof.(string); !strings.Contains(p, `env "TOKENSVC_FORWARD_SECRET"`) {
+		t.Errorf("traefik: the proof is %v, want the TOKENSVC_FORWARD_SECRET template", proof)
+	}
+	if v := at(traefik, "http", "middlewares", "tokensvc-proof-strip", "headers", "customRequestHeaders", "X-Gateway-Secret"); v != "" {
+		t.Errorf("traefik: the strip middleware sets X-Gateway-Secret to %v, want empty (removed)", v)
 	}
 
 	envoy := read("envoy.yaml")
 	hcm := at(envoy, "static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config")
-	var authz any
+	if at(hcm, "use_remote_address") != true || at(hcm, "xff_num_trusted_hops") != 0 {
+		t.Errorf("envoy: use_remote_address %v, xff_num_trusted_hops %v; want true, 0",
+			at(hcm, "use_remote_address"), at(hcm, "xff_num_trusted_hops"))
+	}
+	var authz, mutation any
 	for _, f := range at(hcm, "http_filters").([]any) {
-		if at(f, "name") == "envoy.filters.http.ext_authz" {
+		switch at(f, "name") {
+		case "envoy.filters.http.ext_authz":
 			authz = at(f, "typed_config")
+		case "envoy.filters.http.header_mutation":
+			if authz == nil {
+				mutation = at(f, "typed_config")
+			}
 		}
 	}
-	if authz == nil {
-		t.Fatal("envoy: no ext_authz filter")
+	if authz == nil || mutation == nil {
+		t.Fatal("envoy: no ext_authz filter, or no header_mutation before it")
+	}
+	mutations := fmt.Sprint(at(mutation, "mutations", "request_mutations"))
+	for _, want := range []string{"remove:x-gateway-secret", "key:x-forwarded-for value:%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"} {
+		if !strings.Contains(mutations, want) {
+			t.Errorf("envoy: the request mutations %v lack %s", mutations, want)
+		}
+	}
+	if at(authz, "failure_mode_allow") != false || at(authz, "status_on_error", "code") != "ServiceUnavailable" {
+		t.Errorf("envoy: failure_mode_allow %v, status_on_error %v; want false, ServiceUnavailable",
+			at(authz, "failure_mode_allow"), at(authz, "status_on_error"))
 	}
 	svc := at(authz, "http_service")
 	if p := at(svc, "path_prefix"); p != "/auth" {
@@ -421,10 +662,21 @@ func TestGatewayExamplesParse(t *testing.T) {
 	if p := fmt.Sprint(at(svc, "authorization_response", "allowed_upstream_headers", "patterns")); !strings.Contains(p, "prefix:x-token-") {
 		t.Errorf("envoy: allowed_upstream_headers %v", p)
 	}
+	// Denials (429 with Retry-After) go to the client with all of
+	// tokensvc's headers while allowed_client_headers is unset.
+	if h := at(svc, "authorization_response", "allowed_client_headers"); h != nil {
+		t.Errorf("envoy: allowed_client_headers %v would filter Retry-After out of a 429", h)
+	}
+	if h := fmt.Sprint(at(svc, "authorization_request", "headers_to_add")); h != "[map[key:x-gateway-secret value:${TOKENSVC_FORWARD_SECRET}]]" {
+		t.Errorf("envoy: headers_to_add %v, want the x-gateway-secret placeholder", h)
+	}
 	allowed := fmt.Sprint(at(authz, "allowed_headers", "patterns"))
-	for _, h := range []string{"x-api-token", "authorization", "cookie", "x-forwarded-uri"} {
+	for _, h := range []string{"x-api-token", "authorization", "cookie", "x-forwarded-uri", "x-forwarded-for"} {
 		if !strings.Contains(allowed, "exact:"+h+"]") {
 			t.Errorf("envoy: allowed_headers %v lack %s", allowed, h)
 		}
+	}
+	if strings.Contains(allowed, "x-gateway-secret") {
+		t.Errorf("envoy: allowed_headers %v pass a client's x-gateway-secret on", allowed)
 	}
 }

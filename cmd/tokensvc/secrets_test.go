@@ -29,16 +29,18 @@ func TestNoSecretInLogsOrRedis(t *testing.T) {
 		idemKey    = "order-9a8b7c6d5e4f"
 		bundleKey  = "bundle-api-key-1a2b3c4d5e6f"
 		privateVal = "private-server-2b3c4d5e6f7a"
+		gwSecret   = "gateway-secret-8c7b6a5f4e3d2c1b"
 	)
 	keys := fmt.Sprintf("- id: acme\n  server_secret: %s\n  client_secret: %s\n  origins: [\"*.acme.test\"]\n", partnerKey, clientKey)
 	in := start(t, env{
 		"TOKENSVC_REDIS_URL": redisURL, "TOKENSVC_REDIS_PREFIX": prefix, "TOKENSVC_API_KEYS": keys,
 		"TOKENSVC_ADMIN_TOKEN": admin, "TOKENSVC_IDEMPOTENCY_SECRET": idemSecret,
-		"TOKENSVC_FORWARD_FIELDS": "auth,server", "TOKENSVC_FORWARD_COOKIE": "sess", "TOKENSVC_LOG_LEVEL": "debug",
+		"TOKENSVC_FORWARD_FIELDS": "auth,server", "TOKENSVC_FORWARD_COOKIE": "sess", "TOKENSVC_FORWARD_SECRET": gwSecret,
+		"TOKENSVC_LOG_LEVEL": "debug",
 	})
 	ctx := context.Background()
 	bundle := fmt.Sprintf(`{"auth":%q,"server":%q,"userId":"u-1"}`, bundleKey, privateVal)
-	secrets := []string{partnerKey, clientKey, admin, idemSecret, idemKey, bundleKey, privateVal}
+	secrets := []string{partnerKey, clientKey, admin, idemSecret, idemKey, bundleKey, privateVal, gwSecret}
 	var tokens []string
 	remember := func(g *api.GeneratedToken) string {
 		tokens = append(tokens, g.Token.String(), strings.ToUpper(g.Token.String()))
@@ -72,6 +74,8 @@ func TestNoSecretInLogsOrRedis(t *testing.T) {
 	call("POST", "/verify/batch", fmt.Sprintf(`{"tokens":[%q,%q,"nope"]}`, t1, t2), "Content-Type", "application/json", "x-api-key", partnerKey)
 	call("GET", "/auth", "", "Cookie", "sess="+t2)
 	call("GET", "/auth/x", "", "X-Original-URI", "/e?token="+t1)
+	call("GET", "/auth", "", "x-api-token", t1, "X-Gateway-Secret", gwSecret)
+	call("GET", "/auth", "", "x-api-token", t1, "X-Gateway-Secret", gwSecret+"x")
 	call("GET", "/tokens/"+form.JSON200.TokenId, "", "x-api-key", partnerKey)
 	call("POST", "/generate", bundle, "Content-Type", "application/json", "x-api-key", partnerKey+"x")
 	call("GET", "/verify", "", "x-api-token", strings.Replace(t1, "a", "b", 1))

@@ -54,7 +54,9 @@
 //   - An http:// or https:// URL of a key server answering
 //     {"tokens": [...]}. Run polls it with If-None-Match and
 //     If-Modified-Since taken from the last ETag and Last-Modified; 304 means
-//     unchanged. Userinfo in the URL is sent as basic auth.
+//     unchanged. Userinfo in the URL is sent as basic auth. At most 3
+//     redirects are followed, and never one from https to http: either is
+//     a failed fetch (below), not a key set.
 //
 // Payloads are capped at 8 MiB. A failed fetch, a parse or validation error,
 // or an empty set keeps the last good set, is logged and shows in

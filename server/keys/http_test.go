@@ -172,3 +172,102 @@ func TestHTTPFirstLoadFails(t *testing.T) {
 		t.Errorf("New() against a closed server = %v; want an error without the query", err)
 	}
 }
+
+// redirector answers 302 for the paths in to and hands others to next.
+type redirector struct {
+	mu   sync.Mutex
+	to   map[string]string // path -> Location
+	next http.Handler
+}
+
+func (d *redirector) set(to map[string]string) { d.mu.Lock(); d.to = to; d.mu.Unlock() }
+
+func (d *redirector) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	d.mu.Lock()
+	loc, ok := d.to[req.URL.Path]
+	d.mu.Unlock()
+	if ok {
+		http.Redirect(w, req, loc, http.StatusFound)
+		return
+	}
+	d.next.ServeHTTP(w, req)
+}
+
+// An https key server redirected to http is refused before anything is
+// sent over http, and the last good set stays; a redirect that stays on
+// https is followed.
+func TestHTTPSourceRefusesDowngrade(t *testing.T) {
+	plain := &keyServer{}
+	plain.serve(`{"tokens": [{"id": "evil", "server_secret": "evil-secret"}]}`, `"p1"`, 0)
+	plainSrv := httptest.NewServer(plain)
+	defer plainSrv.Close()
+	ks := &keyServer{modified: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	ks.serve(`{"tokens": [{"id": "a", "server_secret": "a-secret"}]}`, `"v1"`, 0)
+	d := &redirector{next: ks}
+	srv := httptest.NewTLSServer(d)
+	defer srv.Close()
+	spec := strings.Replace(srv.URL, "https://", "https://partner:pa55word@", 1) + "/keys?token=hunter2"
+	r := newRegistry(t, spec, Options{HTTPClient: srv.Client()})
+	wantAuth(t, r, "a-secret", "a")
+
+	d.set(map[string]string{"/keys": plainSrv.URL + "/keys?token=hunter2"})
+	err := r.Reload(context.Background())
+	want := "refused a redirect from https to " + plainSrv.URL
+	if err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Fatalf("Reload() = %v, want an error ending %q", err, want)
+	}
+	for _, s := range []string{"hunter2", "pa55word"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("the error reveals %q: %v", s, err)
+		}
+	}
+	if req, _, _ := plain.counts(); req != 0 {
+		t.Errorf("the http server got %d requests, want none", req)
+	}
+	if st := r.Status(); st.LastError != err.Error() || st.Generation != 1 {
+		t.Errorf("Status() = %+v", st)
+	}
+	wantAuth(t, r, "a-secret", "a")
+	wantAuth(t, r, "evil-secret", "")
+
+	// https to https, even through another path, is fine.
+	ks.serve(`{"tokens": [{"id": "b", "server_secret": "b-secret"}]}`, `"v2"`, 0)
+	d.set(map[string]string{"/keys": srv.URL + "/moved"})
+	if err := r.Reload(context.Background()); err != nil {
+		t.Fatalf("Reload() through an https redirect: %v", err)
+	}
+	wantAuth(t, r, "b-secret", "b")
+}
+
+// At most maxRedirects redirects are followed; one more is an error that
+// keeps the last good set. Plain http may redirect within http.
+func TestHTTPSourceRedirectCap(t *testing.T) {
+	ks := &keyServer{modified: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	ks.serve(`{"tokens": [{"id": "a", "server_secret": "a-secret"}]}`, `"v1"`, 0)
+	d := &redirector{next: ks}
+	srv := httptest.NewServer(d)
+	defer srv.Close()
+	chain := func(n int) map[string]string {
+		to := map[string]string{}
+		for i := 0; i < n; i++ {
+			from := "/keys"
+			if i > 0 {
+				from = fmt.Sprintf("/hop%d", i)
+			}
+			to[from] = fmt.Sprintf("%s/hop%d", srv.URL, i+1)
+		}
+		return to
+	}
+	d.set(chain(maxRedirects))
+	r := newRegistry(t, srv.URL+"/keys", Options{})
+	wantAuth(t, r, "a-secret", "a")
+
+	ks.serve(`{"tokens": [{"id": "b", "server_secret": "b-secret"}]}`, `"v2"`, 0)
+	d.set(chain(maxRedirects + 1))
+	err := r.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("more than %d redirects", maxRedirects)) {
+		t.Fatalf("Reload() = %v, want the redirect cap", err)
+	}
+	wantAuth(t, r, "a-secret", "a")
+	wantAuth(t, r, "b-secret", "")
+}

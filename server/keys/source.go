@@ -27,6 +27,9 @@ const maxPayload = 8 << 20
 // Options.HTTPClient is nil or has no Timeout of its own.
 const defaultHTTPTimeout = 10 * time.Second
 
+// maxRedirects caps the redirects one fetch from a key server follows.
+const maxRedirects = 3
+
 // fetcher reads a key source. fetch returns the current payload, or nil and
 // no error when the source says it has not changed since the last payload it
 // returned.
@@ -60,7 +63,7 @@ func parseSpec(spec string, client *http.Client) (source, error) {
 		if err != nil || u.Host == "" {
 			return source{}, errors.New("key server URL does not parse")
 		}
-		return source{kind: KindHTTP, display: redactURL(u), fetcher: &httpSource{url: u.String(), display: redactURL(u), client: client}}, nil
+		return source{kind: KindHTTP, display: redactURL(u), fetcher: &httpSource{url: u.String(), display: redactURL(u), client: withRedirectPolicy(client)}}, nil
 	}
 	return source{kind: KindInline, display: KindInline, fetcher: inlineSource(s)}, nil
 }
@@ -75,6 +78,32 @@ func redactURL(u *url.URL) string {
 	}
 	c.Fragment, c.RawFragment = "", ""
 	return c.String()
+}
+
+// withRedirectPolicy returns a copy of client that follows at most
+// maxRedirects redirects and never one from https to anything else: a
+// source configured as https must not have its key set (secrets, hashes,
+// origins) come in clear, open to tampering, because a redirect said so.
+// The client's own CheckRedirect, if any, is asked after these checks.
+func withRedirectPolicy(client *http.Client) *http.Client {
+	c := *client
+	next := client.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) > maxRedirects {
+			return fmt.Errorf("more than %d redirects", maxRedirects)
+		}
+		for _, prev := range via {
+			if prev.URL.Scheme == "https" && req.URL.Scheme != "https" {
+				// The host is no secret; the path and query may be.
+				return fmt.Errorf("refused a redirect from https to %s://%s", req.URL.Scheme, req.URL.Host)
+			}
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+	return &c
 }
 
 // inlineSource is the spec itself; it never changes.
