@@ -60,6 +60,17 @@ type Store interface {
 	// store.ErrNotFound, store.ErrUnavailable.
 	Revoke(ctx context.Context, id store.ID, now time.Time) error
 	RevokeKey(ctx context.Context, keyID string) (uint64, error)
+	// PutMarker stores value (at most store.MaxMarkerSize opaque bytes)
+	// under name for ttl (a millisecond to store.MaxTTL), unless a marker
+	// has that name: store.ErrExists then, and the marker stays as it was.
+	// Markers and records live apart: a name may also be a record's ID.
+	// Errors: store.ErrExists, store.ErrUnavailable; a bad value or ttl is
+	// a plain error.
+	PutMarker(ctx context.Context, name store.ID, value []byte, ttl time.Duration) error
+	// GetMarker returns the value of the marker called name. Errors:
+	// store.ErrNotFound when there is none (never stored, or expired),
+	// store.ErrUnavailable.
+	GetMarker(ctx context.Context, name store.ID) ([]byte, error)
 	Ping(ctx context.Context) error
 }
 
