@@ -28,8 +28,11 @@ import (
 
 // Store keeps token records. Errors: store.ErrNotFound for no live record,
 // store.ErrUsed and store.ErrRevoked for tombstones, store.ErrExists when
-// Put's ID is taken, store.ErrUnavailable when the backend does not answer;
-// anything else is unexpected. See package store for each method.
+// Put's ID is taken, store.ErrUnavailable when the backend does not answer
+// (store.ErrFull, which is also store.ErrUnavailable, when Redis refused a
+// write for lack of memory: reads and uses of tokens without a use limit
+// still work then); anything else is unexpected. See package store for
+// each method.
 type Store interface {
 	Put(ctx context.Context, id store.ID, rec store.Record) error
 	Get(ctx context.Context, id store.ID) (store.Record, error)

@@ -337,7 +337,7 @@ func (s *Redis) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
 // a marker has the name: ErrExists then, and that marker stays as it was.
 // With Replicas it waits for them like Put. value is at most MaxMarkerSize
 // bytes, and ttl is between a millisecond and MaxTTL. Errors: ErrExists,
-// ErrUnavailable.
+// ErrUnavailable (ErrFull when Redis is out of memory).
 func (s *Redis) PutMarker(ctx context.Context, name ID, value []byte, ttl time.Duration) error {
 	if err := validMarker(value, ttl); err != nil {
 		return err
@@ -521,15 +521,22 @@ func decode(b []byte) (Record, error) {
 }
 
 // wrap marks outages as ErrUnavailable. Redis replies that mean "not now"
-// (loading, failover, read-only replica) are outages too; other replies
-// are bugs and stay plain errors.
+// (loading, failover, read-only replica) are outages too, and a write
+// refused for lack of memory (OOM, also from inside a script) is ErrFull,
+// which is ErrUnavailable too; other replies are bugs and stay plain
+// errors.
 func wrap(op string, err error) error {
 	if errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	var reply redis.Error
-	if errors.As(err, &reply) && !transient(reply.Error()) {
-		return fmt.Errorf("store: %s: %w", op, err)
+	if errors.As(err, &reply) {
+		switch msg := reply.Error(); {
+		case strings.HasPrefix(msg, "OOM "):
+			return fmt.Errorf("store: %s: %w: %w", op, ErrFull, err)
+		case !transient(msg):
+			return fmt.Errorf("store: %s: %w", op, err)
+		}
 	}
 	return fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
 }

@@ -31,7 +31,20 @@ var (
 	// refused to serve (network failure, timeout, failover in progress).
 	// Callers should answer "try again later", never "invalid".
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrFull means Redis refused a write for lack of memory (maxmemory
+	// reached under the noeviction policy). It is an outage for writes, so
+	// errors.Is(err, ErrUnavailable) holds for it too; reads, and uses that
+	// write nothing, still work.
+	ErrFull error = full{}
 )
+
+// full is the type of ErrFull, which is also ErrUnavailable.
+type full struct{}
+
+func (full) Error() string { return "store: full" }
+
+// Is makes errors.Is(ErrFull, ErrUnavailable) hold.
+func (full) Is(target error) bool { return target == ErrUnavailable }
 
 // IDSize is the length of an ID in bytes.
 const IDSize = 16
