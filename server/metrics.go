@@ -308,6 +308,20 @@ func (s meteredStore) RevokeKey(ctx context.Context, keyID string) (uint64, erro
 	return epoch, err
 }
 
+func (s meteredStore) PutMarker(ctx context.Context, name store.ID, value []byte, ttl time.Duration) error {
+	start := time.Now()
+	err := s.next.PutMarker(ctx, name, value, ttl)
+	s.observe("put_marker", start, err)
+	return err
+}
+
+func (s meteredStore) GetMarker(ctx context.Context, name store.ID) ([]byte, error) {
+	start := time.Now()
+	value, err := s.next.GetMarker(ctx, name)
+	s.observe("get_marker", start, err)
+	return value, err
+}
+
 func (s meteredStore) Ping(ctx context.Context) error {
 	start := time.Now()
 	err := s.next.Ping(ctx)

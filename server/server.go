@@ -27,8 +27,11 @@ import (
 
 // Store keeps token records. Errors: store.ErrNotFound for no live record,
 // store.ErrUsed and store.ErrRevoked for tombstones, store.ErrExists when
-// Put's ID is taken, store.ErrUnavailable when the backend does not answer;
-// anything else is unexpected. See package store for each method.
+// Put's ID is taken, store.ErrUnavailable when the backend does not answer
+// (store.ErrFull, which is also store.ErrUnavailable, when Redis refused a
+// write for lack of memory: reads and uses of tokens without a use limit
+// still work then); anything else is unexpected. See package store for
+// each method.
 type Store interface {
 	Put(ctx context.Context, id store.ID, rec store.Record) error
 	Get(ctx context.Context, id store.ID) (store.Record, error)
@@ -59,6 +62,17 @@ type Store interface {
 	// store.ErrNotFound, store.ErrUnavailable.
 	Revoke(ctx context.Context, id store.ID, now time.Time) error
 	RevokeKey(ctx context.Context, keyID string) (uint64, error)
+	// PutMarker stores value (at most store.MaxMarkerSize opaque bytes)
+	// under name for ttl (a millisecond to store.MaxTTL), unless a marker
+	// has that name: store.ErrExists then, and the marker stays as it was.
+	// Markers and records live apart: a name may also be a record's ID.
+	// Errors: store.ErrExists, store.ErrUnavailable; a bad value or ttl is
+	// a plain error.
+	PutMarker(ctx context.Context, name store.ID, value []byte, ttl time.Duration) error
+	// GetMarker returns the value of the marker called name. Errors:
+	// store.ErrNotFound when there is none (never stored, or expired),
+	// store.ErrUnavailable.
+	GetMarker(ctx context.Context, name store.ID) ([]byte, error)
 	Ping(ctx context.Context) error
 }
 

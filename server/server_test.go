@@ -244,6 +244,12 @@ func (f failingStore) Restore(ctx context.Context, _ store.ID, _ store.Record) e
 func (f failingStore) Revoke(ctx context.Context, _ store.ID, _ time.Time) error { return f.wait(ctx) }
 func (f failingStore) RevokeKey(ctx context.Context, _ string) (uint64, error)   { return 0, f.wait(ctx) }
 func (f failingStore) Ping(ctx context.Context) error                            { return f.wait(ctx) }
+func (f failingStore) PutMarker(ctx context.Context, _ store.ID, _ []byte, _ time.Duration) error {
+	return f.wait(ctx)
+}
+func (f failingStore) GetMarker(ctx context.Context, _ store.ID) ([]byte, error) {
+	return nil, f.wait(ctx)
+}
 
 func TestStoreFailures(t *testing.T) {
 	token := uuid.Must(uuid.NewRandom()).String()

@@ -44,16 +44,23 @@ func TestRedisReplicaDurability(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := s.PutMarker(ctx, storetest.NewID(t), []byte("m"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	// Read straight from the replica, with no waiting: it has them all.
 	keys, err := rc.DBSize(ctx).Result()
-	if err != nil || keys < 20 {
-		t.Fatalf("the replica holds %d keys right after 20 acknowledged writes (%v)", keys, err)
+	if err != nil || keys < 21 {
+		t.Fatalf("the replica holds %d keys right after 21 acknowledged writes (%v)", keys, err)
 	}
 
 	replica.Stop()
 	err = s.Put(ctx, storetest.NewID(t), storetest.NewRecord(`{}`, time.Hour))
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("Put without a replica: got %v, want ErrUnavailable", err)
+	}
+	err = s.PutMarker(ctx, storetest.NewID(t), []byte("m"), time.Hour)
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("PutMarker without a replica: got %v, want ErrUnavailable", err)
 	}
 }
 

@@ -8,16 +8,23 @@ import (
 )
 
 // Memory stores records in this process, with the semantics of the Redis
-// store: expiry to the millisecond, atomic uses, tombstones, key epochs. It
+// store: expiry to the millisecond, atomic uses, tombstones, key epochs,
+// markers. It
 // serves one instance without Redis; its records are lost when the
 // process exits.
 type Memory struct {
-	now    func() time.Time
-	mu     sync.Mutex
-	recs   map[ID]*memRecord
-	epochs map[string]uint64
-	stop   chan struct{}
-	once   sync.Once
+	now     func() time.Time
+	mu      sync.Mutex
+	recs    map[ID]*memRecord
+	epochs  map[string]uint64
+	markers map[ID]memMarker
+	stop    chan struct{}
+	once    sync.Once
+}
+
+type memMarker struct {
+	value    []byte
+	deadline time.Time
 }
 
 type memRecord struct {
@@ -28,8 +35,9 @@ type memRecord struct {
 }
 
 // NewMemory returns an empty store. now is the clock (nil means time.Now).
-// A goroutine drops expired records every sweep (default one minute) until
-// Close; expired records are invisible before they are dropped.
+// A goroutine drops expired records and markers every sweep (default one
+// minute) until Close; they are invisible once expired, before they are
+// dropped.
 func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 	if now == nil {
 		now = time.Now
@@ -37,7 +45,7 @@ func NewMemory(now func() time.Time, sweep time.Duration) *Memory {
 	if sweep <= 0 {
 		sweep = time.Minute
 	}
-	m := &Memory{now: now, recs: make(map[ID]*memRecord), epochs: make(map[string]uint64), stop: make(chan struct{})}
+	m := &Memory{now: now, recs: make(map[ID]*memRecord), epochs: make(map[string]uint64), markers: make(map[ID]memMarker), stop: make(chan struct{})}
 	go m.sweep(sweep)
 	return m
 }
@@ -212,6 +220,33 @@ func (m *Memory) RevokeKey(_ context.Context, keyID string) (uint64, error) {
 	return m.epochs[keyID], nil
 }
 
+// PutMarker stores value under name for ttl; see Redis.PutMarker.
+func (m *Memory) PutMarker(_ context.Context, name ID, value []byte, ttl time.Duration) error {
+	if err := validMarker(value, ttl); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if mk, ok := m.markers[name]; ok && now.Before(mk.deadline) {
+		return ErrExists
+	}
+	m.markers[name] = memMarker{value: append([]byte{}, value...), deadline: now.Add(ttl.Truncate(time.Millisecond))}
+	return nil
+}
+
+// GetMarker returns the value of the marker called name; see
+// Redis.GetMarker.
+func (m *Memory) GetMarker(_ context.Context, name ID) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mk, ok := m.markers[name]
+	if !ok || !m.now().Before(mk.deadline) {
+		return nil, ErrNotFound
+	}
+	return append([]byte{}, mk.value...), nil
+}
+
 // Ping always succeeds: the store is this process.
 func (m *Memory) Ping(context.Context) error { return nil }
 
@@ -266,6 +301,12 @@ func (m *Memory) sweep(every time.Duration) {
 			for id := range m.recs {
 				if _, ok := m.lookup(id); !ok {
 					delete(m.recs, id)
+				}
+			}
+			now := m.now()
+			for name, mk := range m.markers {
+				if !now.Before(mk.deadline) {
+					delete(m.markers, name)
 				}
 			}
 			m.mu.Unlock()

@@ -70,3 +70,30 @@ func TestMemoryCopiesBundle(t *testing.T) {
 		t.Fatalf("bundle = %s", got.Bundle)
 	}
 }
+
+// A marker expires to the instant, without sleeping, and its name is free
+// again at that instant.
+func TestMemoryMarkerExpiryIsExact(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	m := store.NewMemory(clk.Now, time.Hour)
+	defer m.Close()
+	ctx := context.Background()
+	name := storetest.NewID(t)
+	if err := m.PutMarker(ctx, name, []byte("a"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Minute - time.Nanosecond)
+	if _, err := m.GetMarker(ctx, name); err != nil {
+		t.Fatalf("before expiry: %v", err)
+	}
+	if err := m.PutMarker(ctx, name, []byte("b"), time.Minute); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("PutMarker before expiry: got %v, want ErrExists", err)
+	}
+	clk.Add(time.Nanosecond)
+	if _, err := m.GetMarker(ctx, name); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("at expiry: got %v, want ErrNotFound", err)
+	}
+	if err := m.PutMarker(ctx, name, []byte("b"), time.Minute); err != nil {
+		t.Fatalf("reusing an expired name: %v", err)
+	}
+}

@@ -38,11 +38,12 @@ type Options struct {
 // Cluster too.
 //
 // Key schema (see package migrations): <prefix>{g}t:<16 raw ID bytes> for
-// records and <prefix>{g}e:<key id> for partner keys' revocation epochs,
-// where {g} is a hash tag naming one of 256 groups (the ID's first byte).
-// A key's epoch is kept once per group, so every record shares a hash slot
-// with the epoch it is checked against: mint and use are each one script,
-// one round trip, atomic on a Cluster too.
+// records, <prefix>{g}e:<key id> for partner keys' revocation epochs and
+// <prefix>{g}i:<16 raw name bytes> for markers, where {g} is a hash tag
+// naming one of 256 groups (the ID's or name's first byte). A key's epoch
+// is kept once per group, so every record shares a hash slot with the
+// epoch it is checked against: mint and use are each one script, one round
+// trip, atomic on a Cluster too.
 type Redis struct {
 	c              redis.UniversalClient
 	scripts        redis.Scripter // c, or its automatic pipeline
@@ -91,13 +92,27 @@ var groups = func() (g [256]string) {
 	return g
 }()
 
+// The kinds of key the Redis store writes: each key is the prefix, the
+// group's hash tag, the kind, then a name. Package migrations documents the
+// key schema with them.
+const (
+	// RecordKeys name token records, by the 16 raw bytes of the ID.
+	RecordKeys = "t:"
+	// EpochKeys name partner keys' revocation epochs, by the key id.
+	EpochKeys = "e:"
+	// MarkerKeys name markers (PutMarker), by the 16 raw bytes of the name.
+	MarkerKeys = "i:"
+)
+
 // group is the hash tag of the ID's group.
 func group(id ID) string { return groups[id[0]] }
 
-func (s *Redis) key(id ID) string { return s.prefix + group(id) + "t:" + string(id[:]) }
+func (s *Redis) key(id ID) string { return s.prefix + group(id) + RecordKeys + string(id[:]) }
 
 // epochs is the name of id's group's epoch keys, up to the key id.
-func (s *Redis) epochs(id ID) string { return s.prefix + group(id) + "e:" }
+func (s *Redis) epochs(id ID) string { return s.prefix + group(id) + EpochKeys }
+
+func (s *Redis) marker(name ID) string { return s.prefix + group(name) + MarkerKeys + string(name[:]) }
 
 // Put stores rec under id. It fails with ErrExists when id is taken.
 func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {
@@ -318,6 +333,42 @@ func (s *Redis) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
 	return uint64(epoch), nil
 }
 
+// PutMarker stores value under name for ttl (to the millisecond), unless
+// a marker has the name: ErrExists then, and that marker stays as it was.
+// With Replicas it waits for them like Put. value is at most MaxMarkerSize
+// bytes, and ttl is between a millisecond and MaxTTL. Errors: ErrExists,
+// ErrUnavailable (ErrFull when Redis is out of memory).
+func (s *Redis) PutMarker(ctx context.Context, name ID, value []byte, ttl time.Duration) error {
+	if err := validMarker(value, ttl); err != nil {
+		return err
+	}
+	key := s.marker(name)
+	var cmd *redis.BoolCmd
+	if err := s.durably(ctx, key, func(p redis.Pipeliner) {
+		cmd = p.SetNX(ctx, key, value, ttl.Truncate(time.Millisecond))
+	}); err != nil {
+		return wrap("put marker", err)
+	}
+	if !cmd.Val() {
+		return ErrExists
+	}
+	return nil
+}
+
+// GetMarker returns the value of the marker called name. Errors:
+// ErrNotFound when there is none (never stored, or expired),
+// ErrUnavailable.
+func (s *Redis) GetMarker(ctx context.Context, name ID) ([]byte, error) {
+	b, err := s.c.Get(ctx, s.marker(name)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, wrap("get marker", err)
+	}
+	return b, nil
+}
+
 // Close stops the automatic pipeline, if any. It does not close the
 // client, which belongs to the caller.
 func (s *Redis) Close() error {
@@ -470,15 +521,22 @@ func decode(b []byte) (Record, error) {
 }
 
 // wrap marks outages as ErrUnavailable. Redis replies that mean "not now"
-// (loading, failover, read-only replica) are outages too; other replies
-// are bugs and stay plain errors.
+// (loading, failover, read-only replica) are outages too, and a write
+// refused for lack of memory (OOM, also from inside a script) is ErrFull,
+// which is ErrUnavailable too; other replies are bugs and stay plain
+// errors.
 func wrap(op string, err error) error {
 	if errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	var reply redis.Error
-	if errors.As(err, &reply) && !transient(reply.Error()) {
-		return fmt.Errorf("store: %s: %w", op, err)
+	if errors.As(err, &reply) {
+		switch msg := reply.Error(); {
+		case strings.HasPrefix(msg, "OOM "):
+			return fmt.Errorf("store: %s: %w: %w", op, ErrFull, err)
+		case !transient(msg):
+			return fmt.Errorf("store: %s: %w", op, err)
+		}
 	}
 	return fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
 }

@@ -74,6 +74,27 @@ func TestRedisLayout(t *testing.T) {
 	}
 }
 
+// A marker is one string key next to the records of its group, holding
+// the value as given, with the TTL set by the write itself.
+func TestRedisMarkerLayout(t *testing.T) {
+	s, c, prefix := newRedis(t)
+	ctx := context.Background()
+	name := storetest.NewID(t)
+	if err := s.PutMarker(ctx, name, []byte("v\x00w"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	want := prefix + fmt.Sprintf("{%02x}", name[0]) + "i:" + string(name[:])
+	if keys, err := c.Keys(ctx, prefix+"*").Result(); err != nil || len(keys) != 1 || keys[0] != want {
+		t.Fatalf("keys = %q, %v; want [%q]", keys, err, want)
+	}
+	if ttl, err := c.PTTL(ctx, want).Result(); err != nil || ttl <= 59*time.Second || ttl > time.Minute {
+		t.Fatalf("PTTL = %v, %v; want about a minute", ttl, err)
+	}
+	if v, err := c.Get(ctx, want).Result(); err != nil || v != "v\x00w" {
+		t.Fatalf("value = %q, %v", v, err)
+	}
+}
+
 // Every operation on an unreachable Redis fails fast with ErrUnavailable.
 func TestRedisUnavailable(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
@@ -92,6 +113,9 @@ func TestRedisUnavailable(t *testing.T) {
 	_, checks["Get"] = s.Get(ctx, id)
 	_, checks["Consume"] = s.Consume(ctx, id, time.Now())
 	_, checks["Take"] = s.Take(ctx, id, time.Now())
+	checks["Restore"] = s.Restore(ctx, id, storetest.NewRecord(`{}`, time.Minute))
+	checks["PutMarker"] = s.PutMarker(ctx, id, nil, time.Minute)
+	_, checks["GetMarker"] = s.GetMarker(ctx, id)
 	_, checks["RevokeKey"] = s.RevokeKey(ctx, "k")
 	checks["ConsumeMany"] = s.ConsumeMany(ctx, []store.ID{id}, time.Now())[0].Err
 	checks["GetMany"] = s.GetMany(ctx, []store.ID{id})[0].Err

@@ -79,13 +79,21 @@ return {1}
 
 // consume is one use of a token: {0} none, {2} used, {3} revoked, or
 // {1, value, uses} after counting the use and sliding the idle expiry.
+//
+// A Redis out of memory (maxmemory, noeviction) refuses the first write a
+// script makes (SET, SETRANGE; PEXPIRE is allowed). A token without a use
+// limit writes nothing, so it still verifies; a use that must be counted
+// fails with the OOM error, nothing written. The tombstones written on a
+// refusal only save memory (the epoch, or the counters, refuse the token
+// again next time), so they are written with pcall: a full Redis still
+// answers revoked or used.
 var consume = redis.NewScript(luaParse + `
 if revoked then
-  redis.call('SET', KEYS[1], string.char(3, 2, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
+  redis.pcall('SET', KEYS[1], string.char(3, 2, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
   return {3}
 end
 if spent then
-  redis.call('SET', KEYS[1], string.char(3, 1, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
+  redis.pcall('SET', KEYS[1], string.char(3, 1, 0) .. string.sub(v, kpos, pos + klen - 1), 'KEEPTTL')
   return {2}
 end
 if maxu > 0 and uses < maxu then

@@ -24,13 +24,27 @@ var (
 	ErrUsed = errors.New("store: token used up")
 	// ErrRevoked means the token was revoked before it expired.
 	ErrRevoked = errors.New("store: token revoked")
-	// ErrExists means a record with the ID is already stored.
+	// ErrExists means a record with the ID, or a marker with the name, is
+	// already stored.
 	ErrExists = errors.New("store: record exists")
 	// ErrUnavailable means the backing store did not answer in time or
 	// refused to serve (network failure, timeout, failover in progress).
 	// Callers should answer "try again later", never "invalid".
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrFull means Redis refused a write for lack of memory (maxmemory
+	// reached under the noeviction policy). It is an outage for writes, so
+	// errors.Is(err, ErrUnavailable) holds for it too; reads, and uses that
+	// write nothing, still work.
+	ErrFull error = full{}
 )
+
+// full is the type of ErrFull, which is also ErrUnavailable.
+type full struct{}
+
+func (full) Error() string { return "store: full" }
+
+// Is makes errors.Is(ErrFull, ErrUnavailable) hold.
+func (full) Is(target error) bool { return target == ErrUnavailable }
 
 // IDSize is the length of an ID in bytes.
 const IDSize = 16
@@ -149,6 +163,22 @@ func (r Record) validate() error {
 		return errors.New("store: a new record has had no uses")
 	case r.SessionStart.After(r.CreatedAt):
 		return errors.New("store: session starts after the record")
+	}
+	return nil
+}
+
+// MaxMarkerSize is the most bytes a marker's value may hold.
+const MaxMarkerSize = 512
+
+// validMarker checks PutMarker's value and ttl.
+func validMarker(value []byte, ttl time.Duration) error {
+	switch {
+	case len(value) > MaxMarkerSize:
+		return errors.New("store: a marker holds at most MaxMarkerSize bytes")
+	case ttl < time.Millisecond:
+		return errors.New("store: a marker lives at least a millisecond")
+	case ttl > MaxTTL:
+		return errors.New("store: a marker lives at most MaxTTL")
 	}
 	return nil
 }
