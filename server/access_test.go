@@ -14,7 +14,6 @@ import (
 	"github.com/tokensvc/tokensvc/store"
 )
 
-const webKeys = `[{"id":"web","client_secret":"cs-web-123","server_secret":"ss-web-123","origins":["*.example.com"]}]`
 
 // A client secret lives in web pages: it unlocks neither private fields
 // nor token management (issue: "a client secret unlocks private fields").

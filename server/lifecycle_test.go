@@ -260,7 +260,7 @@ func TestAdmin(t *testing.T) {
 	// Revoking every token of a key: older ones die, newer ones and other
 	// partners' live.
 	before := h.mint(t, "", `{}`)
-	mine, _ := h.srv.cfg.Partners.Authenticate(partnerKey, "")
+	mine, _, _ := h.srv.cfg.Partners.Authenticate(partnerKey, "")
 	theirs := h.do(t, "POST", "/generate", `{}`, jsonCT, "x-api-key: "+otherKey).json(t)["token"].(string)
 	res = h.do(t, "POST", "/admin/keys/"+mine.ID+"/revoke-tokens", "", admin)
 	if res.status != 200 || fmt.Sprint(res.json(t)["epoch"]) != "1" {

@@ -29,10 +29,11 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 	if err != nil {
 		return nil, err
 	}
-	if err := s.access.decide(OpRefresh, c, &old); err != nil {
-		return nil, err // its key is gone: it stays ended
-	}
 	sealed := old
+	if err := s.access.decide(OpRefresh, c, &old); err != nil {
+		s.restore(sctx, id, sealed) // refused, not ended
+		return nil, err
+	}
 	if err := unseal(token, &old); err != nil {
 		return nil, err
 	}

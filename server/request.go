@@ -159,7 +159,7 @@ func (s *Server) authorize(op Op) echo.MiddlewareFunc {
 			}
 			if op == OpForward {
 				cr.hasToken = len(forwardedTokens(r, ri.token, s.cfg.ForwardCookie)) > 0
-				cr.gateway, cr.hasGateway = gatewaySecret(h)
+				cr.gateway, cr.hasGateway = gatewayProof(h)
 			}
 			cl, err := s.access.identify(op, cr)
 			if err != nil {
@@ -174,8 +174,8 @@ func (s *Server) authorize(op Op) echo.MiddlewareFunc {
 	}
 }
 
-// gatewaySecret is the X-Gateway-Secret header, and whether it was sent.
-func gatewaySecret(h http.Header) (string, bool) {
+// gatewayProof is the X-Gateway-Secret header, and whether it was sent.
+func gatewayProof(h http.Header) (string, bool) {
 	v, ok := h[gatewayHeader]
 	if !ok {
 		return "", false
