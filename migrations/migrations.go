@@ -7,10 +7,12 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokensvc/tokensvc/store"
 )
 
 // Layout is the keyspace layout this binary reads and writes.
-const Layout = 1
+const Layout = 2
 
 // Errors of Check and Apply; the wrapped text tells the operator what to do.
 var (
@@ -30,7 +32,8 @@ type step struct {
 // steps returns every step in version order.
 func steps() []step {
 	return []step{
-		{version: 1, name: "token records as <prefix>t:<id> strings with a TTL"},
+		{version: 1, name: "token records as <prefix>{g}" + store.RecordInfix + "<id> strings with a TTL"},
+		{version: 2, name: rateLimitsStep, apply: dropOldLimits},
 	}
 }
 

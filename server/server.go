@@ -55,7 +55,10 @@ type Partners interface {
 }
 
 // Limiter counts events per key under a limit, shared by every instance
-// where the store is shared (see package ratelimit).
+// where the store is shared (see package ratelimit). A negative n gives
+// back -n events' worth, never beyond a full bucket: reserve what a request
+// may cost, refund what it did not use. Errors mean the limits are out of
+// reach (store.ErrUnavailable from Redis).
 type Limiter interface {
 	AllowN(ctx context.Context, key string, l ratelimit.Limit, n int) (ratelimit.Decision, error)
 }

@@ -94,10 +94,10 @@ var groups = func() (g [256]string) {
 // group is the hash tag of the ID's group.
 func group(id ID) string { return groups[id[0]] }
 
-func (s *Redis) key(id ID) string { return s.prefix + group(id) + "t:" + string(id[:]) }
+func (s *Redis) key(id ID) string { return s.prefix + group(id) + RecordInfix + string(id[:]) }
 
 // epochs is the name of id's group's epoch keys, up to the key id.
-func (s *Redis) epochs(id ID) string { return s.prefix + group(id) + "e:" }
+func (s *Redis) epochs(id ID) string { return s.prefix + group(id) + EpochInfix }
 
 // Put stores rec under id. It fails with ErrExists when id is taken.
 func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {

@@ -172,6 +172,12 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry
 		c.Close()
 		return nil, nil, nil, err
 	}
+	// Rate limits live under the store's prefix: one ACL key pattern covers both.
+	limits, err := store.NewLimiter(c, store.LimiterOptions{Prefix: cfg.RedisPrefix})
+	if err != nil {
+		c.Close()
+		return nil, nil, nil, err
+	}
 	// WAIT gets most of the store timeout, so a slow replica is a clean 503.
 	s, err := store.NewRedis(c, store.Options{Prefix: cfg.RedisPrefix, Replicas: cfg.Replicas, ReplicaTimeout: cfg.StoreTimeout * 3 / 4, AutoPipeline: cfg.AutoPipeline})
 	if err != nil {
@@ -179,7 +185,7 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry
 		return nil, nil, nil, err
 	}
 	closeAll := func() error { return errors.Join(s.Close(), c.Close()) }
-	return s, ratelimit.NewRedis(c, cfg.RedisPrefix+"rl:"), closeAll, nil
+	return s, ratelimit.NewShared(limits), closeAll, nil
 }
 
 // awaitLayout refuses to serve on a Redis of the wrong layout, and waits a
