@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,36 +93,3 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		}
 	}
 }
-
-func TestRedisURLModes(t *testing.T) {
-	cases := []struct {
-		url, want string
-	}{
-		{"redis://localhost:6379/2", "*redis.Client"},
-		{"rediss://user:pw@cache.example:6380", "*redis.Client"},
-		{"redis://n1:7000?addr=n2:7001&addr=n3:7002&cluster=true", "*redis.ClusterClient"},
-		{"redis://s1:26379/0?addr=s2:26379&sentinel_master=mymaster", "*redis.Client"},
-	}
-	for _, tc := range cases {
-		c, err := newRedisClient(tc.url, time.Second, "")
-		if err != nil {
-			t.Errorf("%s: %v", tc.url, err)
-			continue
-		}
-		if got := typeName(c); got != tc.want {
-			t.Errorf("%s: %s, want %s", tc.url, got, tc.want)
-		}
-		c.Close()
-	}
-	for _, bad := range []string{"http://x", "redis://", "redis://h1?addr=h2", "redis://h/x", "redis://h?cluster=true&sentinel_master=m", "redis://h?timeout=1", "redis://h:1/3?cluster=true"} {
-		if c, err := newRedisClient(bad, time.Second, ""); err == nil {
-			c.Close()
-			t.Errorf("%s: accepted", bad)
-		}
-	}
-	if _, err := newRedisClient("redis://user:hunter2@h:6379/x", time.Second, ""); err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("an error shows the password: %v", err)
-	}
-}
-
-func typeName(v any) string { return fmt.Sprintf("%T", v) }

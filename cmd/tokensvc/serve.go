@@ -160,9 +160,12 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry
 		m := store.NewMemory(nil, 0)
 		return m, ratelimit.NewMemory(nil), m.Close, nil
 	}
-	c, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
+	c, deps, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
+	}
+	for _, d := range deps {
+		log.Warn(d.message(), "deprecated", d.old, "use", d.use)
 	}
 	if err := tel.instrumentRedis(c); err != nil {
 		c.Close()
