@@ -13,7 +13,7 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tokensvc/tokensvc/server/ratelimit"
 	"github.com/tokensvc/tokensvc/store"
