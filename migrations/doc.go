@@ -4,7 +4,7 @@
 //
 // # Key schema, layout 2
 //
-// Every key starts with the configured prefix (default "tokensvc:"), so a
+// Every key starts with the configured prefix (default store.DefaultPrefix), so a
 // Redis ACL user limited to ~<prefix>* can run tokensvc and its migrations:
 //
 //	<prefix>layout              string  the layout version, written by Apply

@@ -13,6 +13,9 @@ import (
 // DefaultPrefix is the key prefix used when Options.Prefix is empty.
 const DefaultPrefix = "tokensvc:"
 
+// DefaultReplicaTimeout is the default of Options.ReplicaTimeout.
+const DefaultReplicaTimeout = 500 * time.Millisecond
+
 // Options configure a Redis store.
 type Options struct {
 	// Prefix starts every key the store writes. Default DefaultPrefix.
@@ -22,7 +25,7 @@ type Options struct {
 	// many replicas have it, at most ReplicaTimeout; fewer acknowledgements
 	// are ErrUnavailable. Default 0: a write is acknowledged by the primary.
 	Replicas int
-	// ReplicaTimeout bounds the WAIT. Default 500 ms.
+	// ReplicaTimeout bounds the WAIT. Default DefaultReplicaTimeout.
 	ReplicaTimeout time.Duration
 	// AutoPipeline sends the single-record scripts (mint, use, peek, take,
 	// revoke) through go-redis's automatic pipelining: commands of
@@ -63,7 +66,7 @@ func NewRedis(c redis.UniversalClient, opts Options) (*Redis, error) {
 		return nil, errors.New("store: negative Replicas")
 	}
 	if opts.ReplicaTimeout <= 0 {
-		opts.ReplicaTimeout = 500 * time.Millisecond
+		opts.ReplicaTimeout = DefaultReplicaTimeout
 	}
 	r := &Redis{c: c, scripts: c, prefix: opts.Prefix, replicas: opts.Replicas, replicaTimeout: opts.ReplicaTimeout}
 	if opts.AutoPipeline && opts.Replicas == 0 {

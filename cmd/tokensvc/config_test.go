@@ -10,7 +10,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokensvc/tokensvc/server"
+	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/server/ratelimit"
+	"github.com/tokensvc/tokensvc/store"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -18,9 +21,11 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{Addr: ":8080", RedisPrefix: "tokensvc:", StoreTimeout: time.Second, APIKeysReload: 30 * time.Second,
-		TokenTTL: time.Hour, MaxTokenTTL: 24 * time.Hour, MaxBodyBytes: 16384, ShutdownTimeout: 15 * time.Second,
-		MaxBatch: 100, MaxSession: 24 * time.Hour, IdempotencyKey: []byte{},
+	// The defaults that server, store and keys apply themselves come from
+	// their constants: the settings table does not repeat them.
+	want := config{Addr: ":8080", RedisPrefix: store.DefaultPrefix, StoreTimeout: server.DefaultStoreTimeout, APIKeysReload: keys.DefaultReloadEvery,
+		TokenTTL: server.DefaultTokenTTL, MaxTokenTTL: server.DefaultMaxTokenTTL, MaxBodyBytes: server.DefaultMaxBodyBytes, ShutdownTimeout: 15 * time.Second,
+		MaxBatch: server.DefaultMaxBatch, MaxSession: server.DefaultMaxSession, IdempotencyKey: []byte{},
 		FailureRate: ratelimit.Limit{N: 100, Per: time.Minute}, AutoPipeline: true}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Fatalf("(-want +got)\n%s", diff)
@@ -90,6 +95,20 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		_, err := loadConfig(tc.env.get, file)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %q: err = %v, want it to name %s", tc.env, tc.file, err, tc.want)
+		}
+	}
+}
+
+// Defaults print as one would type them, and read back as themselves.
+func TestDurationText(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Hour: "1h", 24 * time.Hour: "24h", time.Second: "1s", 15 * time.Second: "15s",
+		90 * time.Second: "1m30s", 30 * time.Minute: "30m", 90 * time.Minute: "1h30m", 500 * time.Millisecond: "500ms"} {
+		got := durationText(d)
+		if got != want {
+			t.Errorf("durationText(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := parseDuration(got); err != nil || back != d {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", got, back, err, d)
 		}
 	}
 }
