@@ -2,14 +2,22 @@
 // store relies on, and applies it. It is run by `tokensvc migrate`, once per
 // deployment, not by every replica at start-up; the server only checks.
 //
-// # Key schema, layout 1
+// # Key schema, layout 2
 //
-// Every key starts with the configured prefix (default "tokensvc:"):
+// Every key starts with the configured prefix (default store.DefaultPrefix), so a
+// Redis ACL user limited to ~<prefix>* can run tokensvc and its migrations:
 //
 //	<prefix>layout              string  the layout version, written by Apply
 //	<prefix>{g}t:<id>           string  one token record, with a TTL
 //	<prefix>{g}e:<key id>       string  a partner key's revocation epoch, per group (INCR)
-//	rate:<prefix>rl:<what>      string  a rate limit's GCRA state (redis_rate)
+//	<prefix>rl:<what>           string  a rate limit's GCRA state, with a TTL (store.Limiter)
+//
+// <what> is gen:<key id> (minting per partner key) or fail:<client address>
+// (the brute-force guard). A limit's value is its theoretical arrival time
+// in µs since the Unix epoch, by Redis's clock (TIME); the key expires when
+// its bucket is full again and is deleted when a refund fills it. Layout 1
+// kept limits at rate:<prefix>rl:<what>, outside the prefix; step 2
+// deletes those (GCRA state is disposable).
 //
 // <id> is the first 16 bytes of SHA-256(token), raw; the raw token is never
 // stored. {g} is a Redis Cluster hash tag, "{" and the two hex digits of the

@@ -14,7 +14,6 @@ import (
 	"github.com/tokensvc/tokensvc/store"
 )
 
-
 // A client secret lives in web pages: it unlocks neither private fields
 // nor token management (issue: "a client secret unlocks private fields").
 func TestClientSecretIsPublic(t *testing.T) {

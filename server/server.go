@@ -90,31 +90,34 @@ type Partners interface {
 }
 
 // Limiter counts events per key under a limit, shared by every instance
-// where the store is shared (see package ratelimit).
+// where the store is shared (see package ratelimit). A negative n gives
+// back -n events' worth, never beyond a full bucket: reserve what a request
+// may cost, refund what it did not use. Errors mean the limits are out of
+// reach (store.ErrUnavailable from Redis).
 type Limiter interface {
 	AllowN(ctx context.Context, key string, l ratelimit.Limit, n int) (ratelimit.Decision, error)
 }
 
 // Config is what a Server needs. Zero durations and sizes take the defaults
-// documented on each field.
+// named on each field (the Default constants below).
 type Config struct {
 	Store    Store
 	Partners Partners
 	Logger   *slog.Logger
 	// TokenTTL is the lifetime of a token when neither the request nor the
-	// partner key names one. Default one hour.
+	// partner key names one. Default DefaultTokenTTL.
 	TokenTTL time.Duration
-	// MaxTokenTTL caps every token's lifetime. Default 24 hours.
+	// MaxTokenTTL caps every token's lifetime. Default DefaultMaxTokenTTL.
 	MaxTokenTTL time.Duration
-	// MaxBodyBytes caps the /generate body. Default 16 KiB.
+	// MaxBodyBytes caps the /generate body. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// StoreTimeout bounds each store operation; past it the request is
-	// answered 503. Default one second.
+	// answered 503. Default DefaultStoreTimeout.
 	StoreTimeout time.Duration
 	// MaxSessionLifetime caps a refresh chain, from its first token's
-	// minting. Default 24 hours.
+	// minting. Default DefaultMaxSession.
 	MaxSessionLifetime time.Duration
-	// MaxBatch caps the tokens of one /verify/batch. Default 100.
+	// MaxBatch caps the tokens of one /verify/batch. Default DefaultMaxBatch.
 	MaxBatch int
 	// AdminToken guards /admin/...; empty turns the admin API off.
 	AdminToken string
@@ -168,14 +171,21 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Defaults of Config.
+// Defaults of Config: the one place their values are written. cmd/tokensvc's
+// settings table (and so -h and the README) reads them from here.
 const (
-	DefaultTokenTTL     = time.Hour
-	DefaultMaxTokenTTL  = 24 * time.Hour
+	// DefaultTokenTTL is the default of Config.TokenTTL.
+	DefaultTokenTTL = time.Hour
+	// DefaultMaxTokenTTL is the default of Config.MaxTokenTTL.
+	DefaultMaxTokenTTL = 24 * time.Hour
+	// DefaultMaxBodyBytes is the default of Config.MaxBodyBytes.
 	DefaultMaxBodyBytes = 16 << 10
+	// DefaultStoreTimeout is the default of Config.StoreTimeout.
 	DefaultStoreTimeout = time.Second
-	DefaultMaxSession   = 24 * time.Hour
-	DefaultMaxBatch     = 100
+	// DefaultMaxSession is the default of Config.MaxSessionLifetime.
+	DefaultMaxSession = 24 * time.Hour
+	// DefaultMaxBatch is the default of Config.MaxBatch.
+	DefaultMaxBatch = 100
 )
 
 // Server serves the API. It is an http.Handler.

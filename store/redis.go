@@ -13,6 +13,9 @@ import (
 // DefaultPrefix is the key prefix used when Options.Prefix is empty.
 const DefaultPrefix = "tokensvc:"
 
+// DefaultReplicaTimeout is the default of Options.ReplicaTimeout.
+const DefaultReplicaTimeout = 500 * time.Millisecond
+
 // Options configure a Redis store.
 type Options struct {
 	// Prefix starts every key the store writes. Default DefaultPrefix.
@@ -22,7 +25,7 @@ type Options struct {
 	// many replicas have it, at most ReplicaTimeout; fewer acknowledgements
 	// are ErrUnavailable. Default 0: a write is acknowledged by the primary.
 	Replicas int
-	// ReplicaTimeout bounds the WAIT. Default 500 ms.
+	// ReplicaTimeout bounds the WAIT. Default DefaultReplicaTimeout.
 	ReplicaTimeout time.Duration
 	// AutoPipeline sends the single-record scripts (mint, use, peek, take,
 	// revoke) through go-redis's automatic pipelining: commands of
@@ -64,7 +67,7 @@ func NewRedis(c redis.UniversalClient, opts Options) (*Redis, error) {
 		return nil, errors.New("store: negative Replicas")
 	}
 	if opts.ReplicaTimeout <= 0 {
-		opts.ReplicaTimeout = 500 * time.Millisecond
+		opts.ReplicaTimeout = DefaultReplicaTimeout
 	}
 	r := &Redis{c: c, scripts: c, prefix: opts.Prefix, replicas: opts.Replicas, replicaTimeout: opts.ReplicaTimeout}
 	if opts.AutoPipeline && opts.Replicas == 0 {
@@ -92,27 +95,15 @@ var groups = func() (g [256]string) {
 	return g
 }()
 
-// The kinds of key the Redis store writes: each key is the prefix, the
-// group's hash tag, the kind, then a name. Package migrations documents the
-// key schema with them.
-const (
-	// RecordKeys name token records, by the 16 raw bytes of the ID.
-	RecordKeys = "t:"
-	// EpochKeys name partner keys' revocation epochs, by the key id.
-	EpochKeys = "e:"
-	// MarkerKeys name markers (PutMarker), by the 16 raw bytes of the name.
-	MarkerKeys = "i:"
-)
-
 // group is the hash tag of the ID's group.
 func group(id ID) string { return groups[id[0]] }
 
-func (s *Redis) key(id ID) string { return s.prefix + group(id) + RecordKeys + string(id[:]) }
+func (s *Redis) key(id ID) string { return s.prefix + group(id) + RecordInfix + string(id[:]) }
 
 // epochs is the name of id's group's epoch keys, up to the key id.
-func (s *Redis) epochs(id ID) string { return s.prefix + group(id) + EpochKeys }
+func (s *Redis) epochs(id ID) string { return s.prefix + group(id) + EpochInfix }
 
-func (s *Redis) marker(name ID) string { return s.prefix + group(name) + MarkerKeys + string(name[:]) }
+func (s *Redis) marker(name ID) string { return s.prefix + group(name) + MarkerInfix + string(name[:]) }
 
 // Put stores rec under id. It fails with ErrExists when id is taken.
 func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {

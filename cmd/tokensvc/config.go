@@ -13,8 +13,10 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/tokensvc/tokensvc/server"
+	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/server/ratelimit"
 	"github.com/tokensvc/tokensvc/store"
 )
@@ -59,7 +61,9 @@ type config struct {
 
 // setting is one configuration value: where it is read from, its default,
 // and how it is parsed. settings() is the only list of them; -h and the
-// README's table are printed from it.
+// README's table are printed from it. A default that a package applies
+// itself (server, store, keys) is read from that package's constant, not
+// written again here.
 type setting struct {
 	env, yaml, def, help string
 	set                  func(c *config, v string) error
@@ -69,11 +73,11 @@ func settings() []setting {
 	return []setting{
 		{"TOKENSVC_ADDR", "server.addr", ":8080", "listen address (host:port)",
 			func(c *config, v string) error { c.Addr = v; return nil }},
-		{"TOKENSVC_REDIS_URL", "redis.url", "", "Redis URL; empty = embedded in-memory store (one instance only). redis:// or rediss://; see README for Sentinel and Cluster",
+		{"TOKENSVC_REDIS_URL", "redis.url", "", "Redis URL in go-redis's dialect (redis://, rediss:// or unix://); empty = embedded in-memory store (one instance only); see README for Sentinel and Cluster",
 			func(c *config, v string) error { c.RedisURL = v; return nil }},
-		{"TOKENSVC_REDIS_PREFIX", "redis.prefix", "tokensvc:", "prefix of every Redis key",
+		{"TOKENSVC_REDIS_PREFIX", "redis.prefix", store.DefaultPrefix, "prefix of every Redis key",
 			func(c *config, v string) error { c.RedisPrefix = v; return nonEmpty(v) }},
-		{"TOKENSVC_STORE_TIMEOUT", "redis.timeout", "1s", "bound on each store operation; past it the request is answered 503",
+		{"TOKENSVC_STORE_TIMEOUT", "redis.timeout", durationText(server.DefaultStoreTimeout), "bound on each store operation; past it the request is answered 503",
 			durationInto(func(c *config) *time.Duration { return &c.StoreTimeout })},
 		{"TOKENSVC_DURABILITY", "redis.durability", "none", "none: a write is acknowledged by the Redis primary; replica:N: also by N replicas (Redis WAIT) before the answer, else 503",
 			func(c *config, v string) error {
@@ -102,7 +106,7 @@ func settings() []setting {
 			}},
 		{"TOKENSVC_API_KEYS", "server.api_keys", "", "partner keys: one key, a comma-separated list, a YAML/JSON list of key objects, file:///path or an http(s):// key server; empty = a random development key",
 			func(c *config, v string) error { c.APIKeys = v; return nil }},
-		{"TOKENSVC_API_KEYS_RELOAD_SEC", "server.api_keys_reload_sec", "30", "seconds between reloads of a file or HTTP key source",
+		{"TOKENSVC_API_KEYS_RELOAD_SEC", "server.api_keys_reload_sec", strconv.Itoa(int(keys.DefaultReloadEvery / time.Second)), "seconds between reloads of a file or HTTP key source",
 			func(c *config, v string) error {
 				n, err := strconv.Atoi(v)
 				if err != nil || n < 1 {
@@ -123,11 +127,11 @@ func settings() []setting {
 				}
 				return nil
 			}},
-		{"TOKENSVC_TOKEN_TTL", "token.ttl", "1h", "token lifetime when the request names none",
+		{"TOKENSVC_TOKEN_TTL", "token.ttl", durationText(server.DefaultTokenTTL), "token lifetime when the request names none",
 			durationInto(func(c *config) *time.Duration { return &c.TokenTTL })},
-		{"TOKENSVC_MAX_TOKEN_TTL", "token.max_ttl", "24h", "longest token lifetime a request may ask for",
+		{"TOKENSVC_MAX_TOKEN_TTL", "token.max_ttl", durationText(server.DefaultMaxTokenTTL), "longest token lifetime a request may ask for",
 			durationInto(func(c *config) *time.Duration { return &c.MaxTokenTTL })},
-		{"TOKENSVC_MAX_BODY_BYTES", "server.max_body_bytes", "16384", "largest /generate body, in bytes",
+		{"TOKENSVC_MAX_BODY_BYTES", "server.max_body_bytes", strconv.Itoa(server.DefaultMaxBodyBytes), "largest /generate body, in bytes",
 			func(c *config, v string) error {
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil || n < 2 || n > 16<<20 {
@@ -136,9 +140,9 @@ func settings() []setting {
 				c.MaxBodyBytes = n
 				return nil
 			}},
-		{"TOKENSVC_MAX_SESSION_LIFETIME", "token.max_session_lifetime", "24h", "longest life of a refresh chain, from its first token",
+		{"TOKENSVC_MAX_SESSION_LIFETIME", "token.max_session_lifetime", durationText(server.DefaultMaxSession), "longest life of a refresh chain, from its first token",
 			durationInto(func(c *config) *time.Duration { return &c.MaxSession })},
-		{"TOKENSVC_MAX_BATCH", "server.max_batch", "100", "most tokens in one /verify/batch",
+		{"TOKENSVC_MAX_BATCH", "server.max_batch", strconv.Itoa(server.DefaultMaxBatch), "most tokens in one /verify/batch",
 			func(c *config, v string) error {
 				n, err := strconv.Atoi(v)
 				if err != nil || n < 1 || n > 10000 {
@@ -350,6 +354,19 @@ func settingsMarkdown() string {
 		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s |\n", s.env, s.yaml, def, strings.ReplaceAll(s.help, "|", "\\|"))
 	}
 	return b.String()
+}
+
+// durationText writes a default duration as one would type it: 1h, not
+// 1h0m0s.
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // parseDuration takes a Go duration ("90s", "1h") or whole seconds ("90").

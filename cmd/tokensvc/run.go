@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "serve":
 		return serve(ctx, cfg, stdout, stderr, ready)
 	case "migrate":
-		return migrate(ctx, cfg, stdout)
+		return migrate(ctx, cfg, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, cfg)
 	}
@@ -106,13 +106,16 @@ func version() string {
 	return v
 }
 
-func migrate(ctx context.Context, cfg config, stdout io.Writer) error {
+func migrate(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if cfg.RedisURL == "" {
 		return errors.New("migrate needs TOKENSVC_REDIS_URL: the embedded store has nothing to migrate")
 	}
-	c, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
+	c, deps, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
 	if err != nil {
 		return fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
+	}
+	for _, d := range deps {
+		fmt.Fprintf(stderr, "tokensvc: warning: %s: %s; use %s\n", d.message(), d.old, d.use)
 	}
 	defer c.Close()
 	res, err := migrations.Apply(ctx, c, cfg.RedisPrefix)

@@ -161,15 +161,24 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry
 		m := store.NewMemory(nil, 0)
 		return m, ratelimit.NewMemory(nil), m.Close, nil
 	}
-	c, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
+	c, deps, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
+	}
+	for _, d := range deps {
+		log.Warn(d.message(), "deprecated", d.old, "use", d.use)
 	}
 	if err := tel.instrumentRedis(c); err != nil {
 		c.Close()
 		return nil, nil, nil, err
 	}
 	if err := awaitLayout(ctx, c, cfg.RedisPrefix, log); err != nil {
+		c.Close()
+		return nil, nil, nil, err
+	}
+	// Rate limits live under the store's prefix: one ACL key pattern covers both.
+	limits, err := store.NewLimiter(c, store.LimiterOptions{Prefix: cfg.RedisPrefix})
+	if err != nil {
 		c.Close()
 		return nil, nil, nil, err
 	}
@@ -180,7 +189,7 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry
 		return nil, nil, nil, err
 	}
 	closeAll := func() error { return errors.Join(s.Close(), c.Close()) }
-	return s, ratelimit.NewRedis(c, cfg.RedisPrefix+"rl:"), closeAll, nil
+	return s, ratelimit.NewShared(limits), closeAll, nil
 }
 
 // awaitLayout refuses to serve on a Redis of the wrong layout, and waits a

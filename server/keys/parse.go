@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tokensvc/tokensvc/server/ratelimit"
 )
@@ -219,7 +219,7 @@ func fieldName(name string) string {
 
 var quoted = regexp.MustCompile("'[^']{2,}'|`[^`]{2,}`|\"[^\"]{2,}\"")
 
-// redactYAML removes quoted text from a YAML syntax error: yaml.v3 quotes
+// redactYAML removes quoted text from a YAML syntax error: the parser quotes
 // anchor names and values, which may be secrets. Single characters, as in
 // "did not find expected ',' or ']'", are kept.
 func redactYAML(err error) error {

@@ -27,12 +27,17 @@ var (
 	ErrOriginNotAllowed = errors.New("keys: origin not allowed for this key")
 )
 
+// DefaultReloadEvery is the default of Options.ReloadEvery.
+const DefaultReloadEvery = 30 * time.Second
+
 // Options tune a Registry. The zero value is ready to use.
 type Options struct {
-	// ReloadEvery is how often Run polls a file or HTTP source. Default 30s.
+	// ReloadEvery is how often Run polls a file or HTTP source. Default
+	// DefaultReloadEvery.
 	ReloadEvery time.Duration
 	// HTTPClient fetches an http:// or https:// source. Default: a client
-	// with a 10s timeout; a client without a Timeout gets 10s per request.
+	// with DefaultHTTPTimeout; a client without a Timeout gets
+	// DefaultHTTPTimeout per request.
 	// Payloads are capped at 8 MiB either way.
 	HTTPClient *http.Client
 	// Logger receives reload outcomes (never a secret). Default slog.Default().
@@ -95,10 +100,10 @@ func New(ctx context.Context, spec string, opts Options) (*Registry, error) {
 		return nil, errors.New("keys: negative reload period")
 	}
 	if opts.ReloadEvery == 0 {
-		opts.ReloadEvery = 30 * time.Second
+		opts.ReloadEvery = DefaultReloadEvery
 	}
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: defaultHTTPTimeout}
+		opts.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -23,9 +23,9 @@ const (
 // source cannot exhaust memory.
 const maxPayload = 8 << 20
 
-// defaultHTTPTimeout bounds one request to a key server when
+// DefaultHTTPTimeout bounds one request to a key server when
 // Options.HTTPClient is nil or has no Timeout of its own.
-const defaultHTTPTimeout = 10 * time.Second
+const DefaultHTTPTimeout = 10 * time.Second
 
 // maxRedirects caps the redirects one fetch from a key server follows.
 const maxRedirects = 3
@@ -154,7 +154,7 @@ func (s *httpSource) fetch(ctx context.Context) ([]byte, error) {
 	if s.client.Timeout == 0 {
 		// A caller's client without a timeout must not hang Run forever.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultHTTPTimeout)
+		ctx, cancel = context.WithTimeout(ctx, DefaultHTTPTimeout)
 		defer cancel()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)

@@ -1,7 +1,13 @@
 // Package ratelimit limits how often a thing may happen, by key: a
-// generic cell rate algorithm (GCRA) kept in Redis, so every instance
-// sharing the store shares the limits, or in this process for the
-// embedded store.
+// generic cell rate algorithm (GCRA), kept in this process (Memory) or,
+// so that every instance sharing the store shares the limits, in a Counter
+// kept elsewhere (store.Limiter, on Redis) behind Shared. The package
+// itself knows nothing of Redis.
+//
+// Every limiter takes a negative n as a refund: AllowN(ctx, key, l, -k)
+// gives back k events' worth of capacity, never beyond a full bucket. A
+// caller can reserve the most a request may cost before running it and
+// give back what it did not use afterwards.
 package ratelimit
 
 import (
@@ -12,9 +18,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/go-redis/redis_rate/v10"
-	"github.com/redis/go-redis/v9"
 )
 
 // Limit allows N events per Per, in bursts of up to N. The zero Limit
@@ -54,35 +57,38 @@ func Parse(s string) (Limit, error) {
 type Decision struct {
 	Allowed bool
 	// RetryAfter is how long until the events would be allowed; 0 when
-	// they were.
+	// they were. More than the limit's N at once are never allowed; they
+	// get the wait as if the bucket could hold them, in proportion to the
+	// excess.
 	RetryAfter time.Duration
 }
 
-// Redis keeps limits in Redis (go-redis/redis_rate), one key per limited
-// thing, so they hold across instances and on a Cluster.
-type Redis struct {
-	l      *redis_rate.Limiter
-	prefix string
+// Counter is a GCRA kept outside this process, in plain values so that
+// its package needs none of ours (store.Limiter implements it on Redis).
+// AllowN has the semantics of Memory.AllowN for a limit of events per
+// per; its errors are the backend's (store.ErrUnavailable for an outage).
+type Counter interface {
+	AllowN(ctx context.Context, key string, events int, per time.Duration, n int) (allowed bool, retryAfter time.Duration, err error)
 }
 
-// NewRedis returns limits kept in c under keys starting with prefix.
-func NewRedis(c redis.UniversalClient, prefix string) *Redis {
-	return &Redis{l: redis_rate.NewLimiter(c), prefix: prefix}
-}
+// Shared keeps limits in a Counter, shared by every instance that uses
+// the same one.
+type Shared struct{ c Counter }
 
-// AllowN asks for n events of key under l.
-func (r *Redis) AllowN(ctx context.Context, key string, l Limit, n int) (Decision, error) {
+// NewShared returns limits kept in c.
+func NewShared(c Counter) *Shared { return &Shared{c: c} }
+
+// AllowN asks for n events of key under l, or gives back -n when n is
+// negative (see Memory.AllowN).
+func (s *Shared) AllowN(ctx context.Context, key string, l Limit, n int) (Decision, error) {
 	if l.Zero() {
 		return Decision{Allowed: true}, nil
 	}
-	res, err := r.l.AllowN(ctx, r.prefix+key, redis_rate.Limit{Rate: l.N, Burst: l.N, Period: l.Per}, n)
+	ok, wait, err := s.c.AllowN(ctx, key, l.N, l.Per, n)
 	if err != nil {
 		return Decision{}, fmt.Errorf("ratelimit: %w", err)
 	}
-	if res.Allowed >= n {
-		return Decision{Allowed: true}, nil
-	}
-	return Decision{RetryAfter: max(res.RetryAfter, time.Millisecond)}, nil
+	return Decision{Allowed: ok, RetryAfter: wait}, nil
 }
 
 // Memory keeps limits in this process.
@@ -101,12 +107,15 @@ func NewMemory(now func() time.Time) *Memory {
 	return &Memory{now: now, tat: make(map[string]time.Time)}
 }
 
-// AllowN asks for n events of key under l.
+// AllowN asks for n events of key under l: each costs l.Per/l.N of the
+// bucket, which holds l.N and refills at that pace. Refused events cost
+// nothing. A negative n is a refund: it gives back -n events' worth, never
+// beyond a full bucket, and is always allowed; a key back at a full bucket
+// is forgotten.
 func (m *Memory) AllowN(_ context.Context, key string, l Limit, n int) (Decision, error) {
 	if l.Zero() {
 		return Decision{Allowed: true}, nil
 	}
-	interval := l.Per / time.Duration(l.N)
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -117,12 +126,28 @@ func (m *Memory) AllowN(_ context.Context, key string, l Limit, n int) (Decision
 	if tat.Before(now) {
 		tat = now
 	}
-	next := tat.Add(time.Duration(n) * interval)
-	if allowAt := next.Add(-l.Per); now.Before(allowAt) {
+	next := tat.Add(cost(n, l))
+	if allowAt := next.Add(-l.Per); n > 0 && now.Before(allowAt) {
 		return Decision{RetryAfter: allowAt.Sub(now)}, nil
 	}
-	m.tat[key] = next
+	if next.After(now) {
+		m.tat[key] = next
+	} else {
+		delete(m.tat, key)
+	}
 	return Decision{Allowed: true}, nil
+}
+
+// cost is what n events take from the bucket: n/l.N of l.Per, rounded away
+// from zero, so that events never cost less than the limit says and a
+// refund of n gives back exactly what n took.
+func cost(n int, l Limit) time.Duration {
+	abs := time.Duration(max(n, -n))
+	c := (abs*l.Per + time.Duration(l.N) - 1) / time.Duration(l.N)
+	if n < 0 {
+		return -c
+	}
+	return c
 }
 
 // sweep forgets keys back at their initial state.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,11 +96,14 @@ func (c *Cluster) Addrs() []string {
 // Nodes are the node processes.
 func (c *Cluster) Nodes() []*Server { return c.nodes }
 
-// URL is the tokensvc TOKENSVC_REDIS_URL of this Cluster.
+// URL is the TOKENSVC_REDIS_URL of this Cluster, in go-redis's dialect
+// (redis.ParseClusterURL): the host and every addr= are seed nodes, and
+// two or more addresses make a Cluster client (as in
+// redis.NewUniversalClient), so a one-node Cluster names its node twice.
 func (c *Cluster) URL() string {
-	u := "redis://" + c.nodes[0].Addr() + "?"
-	for _, n := range c.nodes[1:] {
-		u += "addr=" + n.Addr() + "&"
+	addrs := c.Addrs()
+	if len(addrs) == 1 {
+		addrs = append(addrs, addrs[0])
 	}
-	return u + "cluster=true"
+	return "redis://" + addrs[0] + "?addr=" + strings.Join(addrs[1:], "&addr=")
 }

@@ -140,14 +140,16 @@ func (s *Sentinel) Replica() *Server { return s.replicas[0] }
 // Replicas are the servers started as replicas.
 func (s *Sentinel) Replicas() []*Server { return s.replicas }
 
-// URL is the tokensvc TOKENSVC_REDIS_URL of this Sentinel deployment.
+// URL is the TOKENSVC_REDIS_URL of this Sentinel deployment, in
+// go-redis's dialect (redis.ParseFailoverURL): the sentinels are the host
+// and every addr=, master_name the monitored primary.
 func (s *Sentinel) URL() string {
 	addrs := s.SentinelAddrs()
 	u := "redis://" + addrs[0] + "/0?"
 	for _, a := range addrs[1:] {
 		u += "addr=" + a + "&"
 	}
-	return u + "sentinel_master=" + sentinelMaster
+	return u + "master_name=" + sentinelMaster
 }
 
 // MasterAddr is the primary's address as the sentinels name it; it fails
