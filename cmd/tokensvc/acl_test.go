@@ -59,6 +59,7 @@ func TestRedisUserLimitedToThePrefix(t *testing.T) {
 	e["TOKENSVC_ADMIN_TOKEN"] = adminToken
 	e["TOKENSVC_GENERATE_RATE"] = "2/m"
 	e["TOKENSVC_VERIFY_FAILURE_RATE"] = "3/m"
+	e["TOKENSVC_MAX_BATCH"] = "3" // the guard must allow a whole batch
 	in := start(t, e)
 	ctx := context.Background()
 

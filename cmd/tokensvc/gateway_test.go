@@ -476,7 +476,7 @@ func TestGatewayNginxPrivateFieldsNeedTheSecret(t *testing.T) {
 func TestGatewayNginxClientAddress(t *testing.T) {
 	t.Parallel()
 	bin := nginxBinary(t)
-	in := start(t, gatewayEnv(env{"TOKENSVC_VERIFY_FAILURE_RATE": "5/m"}))
+	in := start(t, gatewayEnv(env{"TOKENSVC_VERIFY_FAILURE_RATE": "5/m", "TOKENSVC_MAX_BATCH": "5"}))
 	up := newEchoUpstream(t)
 	gw, _ := startNginx(t, bin, strings.TrimPrefix(in.base, "http://"), strings.TrimPrefix(up.URL, "http://"), gatewaySecret)
 	good := in.mint(t, gatewayPartnerKey, "", `{"userId":"u-b"}`).Token.String()
