@@ -72,6 +72,7 @@ func TestMemoryGCRA(t *testing.T) {
 // Limits in Redis are shared by every limiter on the same Redis, as by
 // every instance of the service.
 func TestRedisSharedAcrossInstances(t *testing.T) {
+	storetest.NeedDocker(t)
 	url, stop, err := storetest.StartRedis(context.Background())
 	if err != nil {
 		t.Fatal(err)
