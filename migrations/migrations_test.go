@@ -24,7 +24,7 @@ var n atomic.Int64
 
 func client(t *testing.T) (redis.UniversalClient, string) {
 	t.Helper()
-	opts, err := redis.ParseURL(redisURL)
+	opts, err := redis.ParseURL(storetest.NeedRedis(t, redisURL))
 	if err != nil {
 		t.Fatal(err)
 	}

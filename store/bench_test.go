@@ -30,7 +30,7 @@ const benchSealed = 166
 // own on a client of its own.
 func newBenchRedis(b *testing.B) (*store.Redis, redis.UniversalClient) {
 	b.Helper()
-	opts, err := redis.ParseURL(redisURL)
+	opts, err := redis.ParseURL(storetest.NeedRedis(b, redisURL))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -26,7 +26,7 @@ var prefixes atomic.Int64
 // so parallel tests never see each other's keys.
 func newRedis(t *testing.T) (*store.Redis, redis.UniversalClient, string) {
 	t.Helper()
-	opts, err := redis.ParseURL(redisURL)
+	opts, err := redis.ParseURL(storetest.NeedRedis(t, redisURL))
 	if err != nil {
 		t.Fatal(err)
 	}

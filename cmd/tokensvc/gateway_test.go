@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
 // The gateway examples in examples/gateways, tested as shipped: a real
@@ -58,17 +60,7 @@ func gatewayEnv(extra env) env {
 // failure in CI, which installs it.
 func nginxBinary(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx"
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("nginx is not installed; CI must install it (Debian package nginx)")
-	}
-	t.Skip("nginx is not installed (apt-get install nginx); CI runs this test")
-	return ""
+	return storetest.NeedBinary(t, "nginx", "apt-get install nginx, and /usr/sbin on PATH")
 }
 
 // echoed is what the upstream saw of one request.

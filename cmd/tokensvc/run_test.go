@@ -104,7 +104,7 @@ func withHeader(name, value string) api.RequestEditorFn {
 func migrateRedis(t *testing.T, prefix string) {
 	t.Helper()
 	var out bytes.Buffer
-	e := env{"TOKENSVC_REDIS_URL": redisURL, "TOKENSVC_REDIS_PREFIX": prefix}
+	e := env{"TOKENSVC_REDIS_URL": storetest.NeedRedis(t, redisURL), "TOKENSVC_REDIS_PREFIX": prefix}
 	if err := run(context.Background(), []string{"migrate"}, e.get, nil, &out, io.Discard, nil); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
@@ -196,7 +196,7 @@ func TestDevelopmentMode(t *testing.T) {
 // The server refuses a Redis without its layout, naming the command.
 func TestServeRefusesUnmigratedRedis(t *testing.T) {
 	t.Parallel()
-	e := env{"TOKENSVC_REDIS_URL": redisURL, "TOKENSVC_REDIS_PREFIX": freshPrefix(), "TOKENSVC_ADDR": "127.0.0.1:0", "TOKENSVC_API_KEYS": "k"}
+	e := env{"TOKENSVC_REDIS_URL": storetest.NeedRedis(t, redisURL), "TOKENSVC_REDIS_PREFIX": freshPrefix(), "TOKENSVC_ADDR": "127.0.0.1:0", "TOKENSVC_API_KEYS": "k"}
 	err := run(context.Background(), nil, e.get, nil, io.Discard, io.Discard, func(string) { t.Error("it listened") })
 	if err == nil || !strings.Contains(err.Error(), "tokensvc migrate") {
 		t.Fatalf("run = %v, want an error naming `tokensvc migrate`", err)
@@ -221,6 +221,7 @@ func TestStartupWaitsForRedis(t *testing.T) {
 // a hang.
 func TestRedisOutageIs503(t *testing.T) {
 	t.Parallel()
+	storetest.NeedDocker(t)
 	ctx := context.Background()
 	url, stop, err := storetest.StartRedis(ctx)
 	if err != nil {

@@ -30,20 +30,11 @@ const (
 	stopTimeout  = 5 * time.Second
 )
 
-// redisServer returns the path of redis-server, or skips tb without one.
-// Under CI (CI set) a missing binary fails instead: CI installs it, so a
-// skip there would hide that these tests did not run.
+// redisServer returns the path of redis-server, or skips tb without one
+// (fails it under CI: see NeedBinary).
 func redisServer(tb testing.TB) string {
 	tb.Helper()
-	p, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server is not on PATH: install Debian's redis-server (.ci/run does) to run the topology tests"
-		if os.Getenv("CI") != "" {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
-	}
-	return p
+	return NeedBinary(tb, "redis-server", "apt-get install redis-server")
 }
 
 // ServerOptions configure StartServer.
