@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/server/spectest"
+	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
 // wantAccess is the access model as this test expects it, written out by
@@ -130,7 +131,7 @@ func TestAccessMatrix(t *testing.T) {
 	stores := map[string]func(t *testing.T) env{
 		"memory": func(*testing.T) env { return env{} },
 		"redis": func(t *testing.T) env {
-			needRedis(t)
+			storetest.NeedRedis(t, redisURL)
 			prefix := freshPrefix()
 			migrateRedis(t, prefix)
 			return env{"TOKENSVC_REDIS_URL": redisURL, "TOKENSVC_REDIS_PREFIX": prefix, "TOKENSVC_IDEMPOTENCY_SECRET": strings.Repeat("i", 32)}
@@ -158,15 +159,6 @@ func TestAccessMatrix(t *testing.T) {
 type matrix struct {
 	in     *instance
 	client *http.Client // checks every answer against openapi.yaml
-}
-
-// needRedis skips a test that needs the package's test Redis when there
-// is none.
-func needRedis(t *testing.T) {
-	t.Helper()
-	if redisURL == "" {
-		t.Skip("no test Redis")
-	}
 }
 
 // check probes one cell and compares what happened with the cell's words.

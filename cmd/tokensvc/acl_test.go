@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
 // aclUser creates a Redis user that may touch only keys under prefix and
@@ -16,7 +18,7 @@ import (
 // returns the URL of the package's Redis as that user.
 func aclUser(t *testing.T, prefix string) string {
 	t.Helper()
-	opts, err := redis.ParseURL(redisURL)
+	opts, err := redis.ParseURL(storetest.NeedRedis(t, redisURL))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
 const adminToken = "admin-token-for-tests-0123456789"
@@ -211,7 +212,7 @@ func TestKeyFileReload(t *testing.T) {
 // the key returns.
 func TestRemovedKeyTakesItsTokens(t *testing.T) {
 	t.Parallel()
-	needRedis(t)
+	storetest.NeedRedis(t, redisURL)
 	file := filepath.Join(t.TempDir(), "keys.json")
 	write := func(s string) {
 		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
