@@ -7,10 +7,22 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokensvc/tokensvc/store"
 )
 
-// Layout is the keyspace layout this binary reads and writes.
-const Layout = 1
+// Layout is the keyspace layout this binary reads and writes. Layout 2
+// added taken tombstones, which a layout-1 binary cannot read (see the
+// package documentation).
+const Layout = 2
+
+// The key schema, in the words of the package documentation, from the
+// store's own key kinds.
+const (
+	recordKey = "<prefix>{g}" + store.RecordKeys + "<id>"
+	epochKey  = "<prefix>{g}" + store.EpochKeys + "<key id>"
+	markerKey = "<prefix>{g}" + store.MarkerKeys + "<name>"
+)
 
 // Errors of Check and Apply; the wrapped text tells the operator what to do.
 var (
@@ -30,7 +42,10 @@ type step struct {
 // steps returns every step in version order.
 func steps() []step {
 	return []step{
-		{version: 1, name: "token records as <prefix>t:<id> strings with a TTL"},
+		{version: 1, name: "token records as " + recordKey + " strings with a TTL, revocation epochs as " + epochKey + " per group"},
+		// Nothing to write: the version alone keeps layout-1 binaries,
+		// which read a taken tombstone as a corrupt record, from starting.
+		{version: 2, name: "taken tombstones (record state 3, unreadable to layout 1) and markers as " + markerKey + " strings with a TTL; nothing rewritten"},
 	}
 }
 

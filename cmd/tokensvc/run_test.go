@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/migrations"
 	"github.com/tokensvc/tokensvc/server/spectest"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
@@ -107,7 +108,7 @@ func migrateRedis(t *testing.T, prefix string) {
 	if err := run(context.Background(), []string{"migrate"}, e.get, nil, &out, io.Discard, nil); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	if !strings.Contains(out.String(), "layout is 1") {
+	if !strings.Contains(out.String(), fmt.Sprintf("layout is %d", migrations.Layout)) {
 		t.Fatalf("migrate said: %s", out.String())
 	}
 }
