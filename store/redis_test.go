@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
@@ -41,7 +42,7 @@ func newRedis(t *testing.T) (*store.Redis, redis.UniversalClient, string) {
 }
 
 func TestRedisContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, func(t *testing.T) server.Store {
 		s, _, _ := newRedis(t)
 		return s
 	})

@@ -1,5 +1,8 @@
 // Package storetest is the contract every token store must meet, as a test
-// suite, plus helpers that start real Redis servers for tests.
+// suite, plus helpers that start real Redis servers for tests. The contract
+// is server.Store, declared (with each method's errors) where it is used;
+// this package imports server for it, which only tests and test helpers
+// do, so store itself stays free of server.
 package storetest
 
 import (
@@ -14,31 +17,18 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
 )
 
-// Store is the behaviour under test.
-type Store interface {
-	Put(ctx context.Context, id store.ID, rec store.Record) error
-	Get(ctx context.Context, id store.ID) (store.Record, error)
-	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
-	GetMany(ctx context.Context, ids []store.ID) []store.Result
-	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
-	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
-	Restore(ctx context.Context, id store.ID, rec store.Record) error
-	Revoke(ctx context.Context, id store.ID, now time.Time) error
-	RevokeKey(ctx context.Context, keyID string) (uint64, error)
-	PutMarker(ctx context.Context, name store.ID, value []byte, ttl time.Duration) error
-	GetMarker(ctx context.Context, name store.ID) ([]byte, error)
-	Ping(ctx context.Context) error
-}
-
-// Run runs the contract suite. open returns a fresh, empty store for each
-// subtest; subtests run in parallel.
-func Run(t *testing.T, open func(t *testing.T) Store) {
+// Run runs the contract suite: the contract is server.Store, the
+// interface its one consumer declares, with each method's error contract
+// in its documentation. open returns a fresh, empty store for each subtest;
+// subtests run in parallel.
+func Run(t *testing.T, open func(t *testing.T) server.Store) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s Store)
+		fn   func(t *testing.T, s server.Store)
 	}{
 		{"RoundTripKeepsBytes", testRoundTrip},
 		{"PolicyRoundTrip", testPolicyRoundTrip},
@@ -89,7 +79,7 @@ func NewRecord(bundle string, ttl time.Duration) store.Record {
 	return store.Record{Bundle: []byte(bundle), KeyID: "partner-1", CreatedAt: now, ExpiresAt: now.Add(ttl)}
 }
 
-func put(t *testing.T, s Store, rec store.Record) store.ID {
+func put(t *testing.T, s server.Store, rec store.Record) store.ID {
 	t.Helper()
 	id := NewID(t)
 	if err := s.Put(context.Background(), id, rec); err != nil {
@@ -105,7 +95,7 @@ func wantErr(t *testing.T, what string, got, want error) {
 	}
 }
 
-func testRoundTrip(t *testing.T, s Store) {
+func testRoundTrip(t *testing.T, s server.Store) {
 	// Exactness matters: big integers, exponents, escapes, unicode and
 	// spacing must come back as they went in.
 	bundle := `{"auth":"k","n":12345678901234567890,"f":1.50e3,"nested":{"a":[1,"two",null,true]},"u":"\u00e9t\u00e9 – ok","s":"a\"b"}`
@@ -128,7 +118,7 @@ func testRoundTrip(t *testing.T, s Store) {
 	}
 }
 
-func testPolicyRoundTrip(t *testing.T, s Store) {
+func testPolicyRoundTrip(t *testing.T, s server.Store) {
 	want := NewRecord(`{"pub":1}`, time.Hour)
 	want.Private = []byte(`{"auth":"secret"}`)
 	want.SessionStart = want.CreatedAt.Add(-90 * time.Minute)
@@ -144,7 +134,7 @@ func testPolicyRoundTrip(t *testing.T, s Store) {
 	}
 }
 
-func testMissing(t *testing.T, s Store) {
+func testMissing(t *testing.T, s server.Store) {
 	ctx, id := context.Background(), NewID(t)
 	_, err := s.Get(ctx, id)
 	wantErr(t, "Get", err, store.ErrNotFound)
@@ -155,7 +145,7 @@ func testMissing(t *testing.T, s Store) {
 	wantErr(t, "Revoke", s.Revoke(ctx, id, time.Now()), store.ErrNotFound)
 }
 
-func testPutTaken(t *testing.T, s Store) {
+func testPutTaken(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	id := put(t, s, NewRecord(`{"a":1}`, time.Hour))
 	wantErr(t, "second Put", s.Put(ctx, id, NewRecord(`{"a":2}`, time.Hour)), store.ErrExists)
@@ -166,7 +156,7 @@ func testPutTaken(t *testing.T, s Store) {
 }
 
 // waitGone polls until the record is gone, for expiry kept by the store.
-func waitGone(t *testing.T, s Store, id store.ID, within time.Duration) {
+func waitGone(t *testing.T, s server.Store, id store.ID, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -184,7 +174,7 @@ func waitGone(t *testing.T, s Store, id store.ID, within time.Duration) {
 	}
 }
 
-func testExpires(t *testing.T, s Store) {
+func testExpires(t *testing.T, s server.Store) {
 	id := put(t, s, NewRecord(`{}`, 300*time.Millisecond))
 	if _, err := s.Get(context.Background(), id); err != nil {
 		t.Fatalf("Get right after Put: %v", err)
@@ -196,7 +186,7 @@ func testExpires(t *testing.T, s Store) {
 	wantErr(t, "Consume after ExpiresAt", err, store.ErrNotFound)
 }
 
-func testRejects(t *testing.T, s Store) {
+func testRejects(t *testing.T, s server.Store) {
 	bad := map[string]func(*store.Record){
 		"expires at creation": func(r *store.Record) { r.ExpiresAt = r.CreatedAt },
 		"too long":            func(r *store.Record) { r.ExpiresAt = r.CreatedAt.Add(store.MaxTTL + time.Second) },
@@ -212,7 +202,7 @@ func testRejects(t *testing.T, s Store) {
 	}
 }
 
-func testUsesRunOut(t *testing.T, s Store) {
+func testUsesRunOut(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{"a":1}`, time.Hour)
 	rec.MaxUses = 3
@@ -241,7 +231,7 @@ func testUsesRunOut(t *testing.T, s Store) {
 	}
 }
 
-func testReuseGrace(t *testing.T, s Store) {
+func testReuseGrace(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{"a":1}`, time.Hour)
 	rec.MaxUses, rec.ReuseGrace = 1, 2*time.Second
@@ -259,7 +249,7 @@ func testReuseGrace(t *testing.T, s Store) {
 	wantErr(t, "once used up, always used up", err, store.ErrUsed)
 }
 
-func testIdleExpiry(t *testing.T, s Store) {
+func testIdleExpiry(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{}`, time.Hour)
 	rec.IdleTTL = 400 * time.Millisecond
@@ -285,7 +275,7 @@ func testIdleExpiry(t *testing.T, s Store) {
 	waitGone(t, s, id, 5*time.Second)
 }
 
-func testRevoke(t *testing.T, s Store) {
+func testRevoke(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	id, other := put(t, s, NewRecord(`{}`, time.Hour)), put(t, s, NewRecord(`{}`, time.Hour))
 	if err := s.Revoke(ctx, id, time.Now()); err != nil {
@@ -304,7 +294,7 @@ func testRevoke(t *testing.T, s Store) {
 	}
 }
 
-func testTake(t *testing.T, s Store) {
+func testTake(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{"a":1}`, time.Hour)
 	id := put(t, s, rec)
@@ -325,7 +315,7 @@ func testTake(t *testing.T, s Store) {
 
 // Until Restore, a taken token is revoked to every read, with its key kept
 // for the owner check.
-func testTakenReadsAsRevoked(t *testing.T, s Store) {
+func testTakenReadsAsRevoked(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	id := put(t, s, NewRecord(`{}`, time.Hour))
 	if _, err := s.Take(ctx, id, time.Now()); err != nil {
@@ -343,7 +333,7 @@ func testTakenReadsAsRevoked(t *testing.T, s Store) {
 
 // A Revoke that lands between Take and Restore is not lost: it succeeds,
 // and Restore then refuses and changes nothing.
-func testRevokeThenRestore(t *testing.T, s Store) {
+func testRevokeThenRestore(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	id := put(t, s, NewRecord(`{"a":1}`, time.Hour))
 	old, err := s.Take(ctx, id, time.Now())
@@ -364,7 +354,7 @@ func testRevokeThenRestore(t *testing.T, s Store) {
 
 // Revoking the minting key between Take and Restore revokes the restored
 // record: it keeps the epoch it was minted under.
-func testRevokeKeyThenRestore(t *testing.T, s Store) {
+func testRevokeKeyThenRestore(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{}`, time.Hour)
 	rec.KeyID = "k"
@@ -387,7 +377,7 @@ func testRevokeKeyThenRestore(t *testing.T, s Store) {
 }
 
 // Restore brings back only what Take ended.
-func testRestoreNeedsTake(t *testing.T, s Store) {
+func testRestoreNeedsTake(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{}`, time.Hour)
 	wantErr(t, "Restore of nothing", s.Restore(ctx, NewID(t), rec), store.ErrNotFound)
@@ -410,7 +400,7 @@ func testRestoreNeedsTake(t *testing.T, s Store) {
 // A refresh needs a use left: a token whose last use is within its reuse
 // grace still verifies, but cannot be taken, and the refused Take changes
 // nothing.
-func testTakeUsedUp(t *testing.T, s Store) {
+func testTakeUsedUp(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{"a":1}`, time.Hour)
 	rec.MaxUses, rec.ReuseGrace = 1, 10*time.Second
@@ -437,7 +427,7 @@ func testTakeUsedUp(t *testing.T, s Store) {
 
 // Revoking a key ends every token it minted so far, whatever the state
 // of each, and no token of another key; tokens minted afterwards work.
-func testRevokeKey(t *testing.T, s Store) {
+func testRevokeKey(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	mint := func(keyID string, uses uint32) store.ID {
 		rec := NewRecord(`{}`, time.Hour)
@@ -477,7 +467,7 @@ func testRevokeKey(t *testing.T, s Store) {
 	}
 }
 
-func testConsumeMany(t *testing.T, s Store) {
+func testConsumeMany(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	single := NewRecord(`{"n":2}`, time.Hour)
 	single.MaxUses = 1
@@ -502,7 +492,7 @@ func testConsumeMany(t *testing.T, s Store) {
 }
 
 // GetMany answers as Get for each id, in order, and counts no use.
-func testGetMany(t *testing.T, s Store) {
+func testGetMany(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	single := NewRecord(`{"n":2}`, time.Hour)
 	single.MaxUses = 1
@@ -552,7 +542,7 @@ func testGetMany(t *testing.T, s Store) {
 }
 
 // 50 concurrent uses of a single-use token: exactly one succeeds.
-func testSingleUseRace(t *testing.T, s Store) {
+func testSingleUseRace(t *testing.T, s server.Store) {
 	rec := NewRecord(`{}`, time.Hour)
 	rec.MaxUses = 1
 	id := put(t, s, rec)
@@ -584,7 +574,7 @@ func testSingleUseRace(t *testing.T, s Store) {
 
 // A marker keeps its bytes exactly, is written once (a second PutMarker is
 // ErrExists and changes nothing), and is apart from records.
-func testMarkers(t *testing.T, s Store) {
+func testMarkers(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	name := NewID(t)
 	_, err := s.GetMarker(ctx, name)
@@ -621,7 +611,7 @@ func testMarkers(t *testing.T, s Store) {
 }
 
 // A marker is gone after its ttl, and its name can be used again.
-func testMarkersExpire(t *testing.T, s Store) {
+func testMarkersExpire(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	name := NewID(t)
 	if err := s.PutMarker(ctx, name, []byte("a"), 300*time.Millisecond); err != nil {
@@ -652,7 +642,7 @@ func testMarkersExpire(t *testing.T, s Store) {
 	}
 }
 
-func testMarkersReject(t *testing.T, s Store) {
+func testMarkersReject(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	bad := map[string]struct {
 		value []byte
@@ -678,7 +668,7 @@ func testMarkersReject(t *testing.T, s Store) {
 	}
 }
 
-func testPing(t *testing.T, s Store) {
+func testPing(t *testing.T, s server.Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
