@@ -48,6 +48,25 @@ func TestRedisContract(t *testing.T) {
 	})
 }
 
+// The whole contract holds with automatic pipelining, the production
+// default, through which the single-record scripts go.
+func TestRedisAutoPipelineContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) server.Store {
+		opts, err := redis.ParseURL(redisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := redis.NewClient(opts)
+		t.Cleanup(func() { c.Close() })
+		s, err := store.NewRedis(c, store.Options{Prefix: fmt.Sprintf("test%d:", prefixes.Add(1)), AutoPipeline: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 // The key is the prefix plus the ID, the value never holds the ID, and the
 // TTL is set by the write itself.
 func TestRedisLayout(t *testing.T) {
