@@ -10,6 +10,7 @@
 //	<prefix>layout              string  the layout version, written by Apply
 //	<prefix>{g}t:<id>           string  one token record, with a TTL
 //	<prefix>{g}e:<key id>       string  a partner key's revocation epoch, per group (INCR)
+//	<prefix>{g}i:<name>         string  a marker (store PutMarker): at most 512 opaque bytes, with a TTL
 //	<prefix>rl:<what>           string  a rate limit's GCRA state, with a TTL (store.Limiter)
 //
 // <what> is gen:<key id> (minting per partner key) or fail:<client address>
@@ -20,17 +21,38 @@
 // deletes those (GCRA state is disposable).
 //
 // <id> is the first 16 bytes of SHA-256(token), raw; the raw token is never
-// stored. {g} is a Redis Cluster hash tag, "{" and the two hex digits of the
-// ID's first byte and "}": 256 groups. A key's epoch is kept in every group,
-// so a record and the epoch it is checked against share a hash slot and one
-// script reads both (revoking a key is 256 INCRs, whatever its tokens). A record's value is a binary envelope (see store/codec.go): version,
-// state (live, used, revoked), policy flags, use counters at fixed offsets
-// (rewritten in place by the Lua scripts with SETRANGE, which keeps the TTL),
-// created/expiry in ms, policy values, the minting key's id and epoch, then
-// the bundle sealed with AES-256-GCM under a key derived from the token. Used
-// and revoked records shrink to tombstones holding only state and key id.
-// Scripts are sent with EVALSHA and loaded again where missing; none needs
-// to be installed by a step.
+// stored. <name> is a marker's 16-byte name, raw, chosen by the server (an
+// idempotency key's hash). {g} is a Redis Cluster hash tag, "{" and the two
+// hex digits of the first byte of the ID or name and "}": 256 groups. A
+// key's epoch is kept in every group, so a record and the epoch it is
+// checked against share a hash slot and one script reads both (revoking a
+// key is 256 INCRs, whatever its tokens). The "t:", "e:" and "i:" are
+// store.RecordInfix, store.EpochInfix and store.MarkerInfix; a test holds this
+// text to them.
+//
+// A record's value is a binary envelope (see store/codec.go): version,
+// state (0 live, 1 used, 2 revoked, 3 taken), policy flags, use counters at
+// fixed offsets (rewritten in place by the Lua scripts with SETRANGE, which
+// keeps the TTL), created/expiry in ms, policy values, the minting key's id
+// and epoch, then the bundle sealed with AES-256-GCM under a key derived
+// from the token. Used, revoked and taken records shrink to tombstones
+// holding only state and key id. A taken tombstone is what Take (a
+// refresh) leaves: every read reports it as revoked, Revoke turns it into
+// a revoked one, and only Restore, finding it still there, puts the record
+// back. Scripts are sent with EVALSHA and loaded again where missing; none
+// needs to be installed by a step.
+//
+// # Layouts
+//
+//  1. Records, epochs per group, the layout key.
+//  2. Taken tombstones (state 3), markers, and rate limits inside the
+//     prefix (the step deletes the old rate:<prefix>rl:* keys on every
+//     master). A layout-1 binary reads a taken tombstone as a corrupt
+//     record and keeps its limits outside the prefix: Check refuses to
+//     start a layout-1 binary on layout 2. Processes already serving are not checked
+//     again: run migrate, then replace every older process; until then an
+//     older one answers a corrupt-record error (500) for a token a newer
+//     one has refreshed.
 //
 // # Rules for steps
 //

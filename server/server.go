@@ -25,22 +25,43 @@ import (
 	"github.com/tokensvc/tokensvc/store"
 )
 
-// Store keeps token records. Errors: store.ErrNotFound for no live record,
-// store.ErrUsed and store.ErrRevoked for tombstones, store.ErrExists when
-// Put's ID is taken, store.ErrUnavailable when the backend does not answer
+// Store keeps token records. It is the store's contract, one method at a
+// time; package store/storetest checks every implementation against it.
+// Errors in general: store.ErrNotFound for no live record, store.ErrUsed
+// and store.ErrRevoked for tombstones, store.ErrExists when an ID or name
+// is taken, store.ErrUnavailable when the backend does not answer
 // (store.ErrFull, which is also store.ErrUnavailable, when Redis refused a
-// write for lack of memory: reads and uses of tokens without a use limit
-// still work then); anything else is unexpected. See package store for
-// each method.
+// write for lack of memory: reads, and uses of tokens without a use limit,
+// still work then); anything else is unexpected.
 type Store interface {
+	// Put stores rec, a new live record (no uses yet, a lifetime of a
+	// millisecond to store.MaxTTL), under id, with the minting key's
+	// current epoch. Errors: store.ErrExists when id is taken (the stored
+	// record stays as it was), store.ErrUnavailable; an invalid record is a
+	// plain error.
 	Put(ctx context.Context, id store.ID, rec store.Record) error
+	// Get returns the record under id without using it: the live record,
+	// or a tombstone (State store.Used or store.Revoked, keeping only the
+	// KeyID; a token whose key was revoked, or that Take ended, reads as
+	// Revoked). Errors: store.ErrNotFound (never existed, or expired),
+	// store.ErrUnavailable.
 	Get(ctx context.Context, id store.ID) (store.Record, error)
-	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
 	// GetMany is Get for many ids at once (one round trip per Redis node),
 	// counting no use. Results are in the order of ids; each Err is
 	// store.ErrNotFound for an id with no record or store.ErrUnavailable,
 	// else Record is the live record or its tombstone, as Get.
 	GetMany(ctx context.Context, ids []store.ID) []store.Result
+	// Consume uses the token once, atomically: it counts the use (with a
+	// use limit), slides the idle expiry and returns the record with the
+	// use counted. A used-up token still works within its ReuseGrace after
+	// its last use. Errors: store.ErrNotFound (also once now is past
+	// ExpiresAt), store.ErrUsed, store.ErrRevoked, store.ErrUnavailable
+	// (store.ErrFull when a use must be counted on a full Redis; nothing is
+	// counted then).
+	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	// ConsumeMany is Consume for many ids at once (one round trip per Redis
+	// node). Results are in the order of ids, each with Consume's errors;
+	// an id given twice is used twice.
 	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
 	// Take ends a live token and returns it, in one atomic step, for a
 	// refresh. A token with a use limit needs a use left: once its uses ran
@@ -61,6 +82,9 @@ type Store interface {
 	// succeeds (a taken one is then never restored). Errors:
 	// store.ErrNotFound, store.ErrUnavailable.
 	Revoke(ctx context.Context, id store.ID, now time.Time) error
+	// RevokeKey revokes every token keyID has minted so far, whatever their
+	// number, and returns the key's new epoch; tokens minted afterwards
+	// work. Errors: store.ErrUnavailable.
 	RevokeKey(ctx context.Context, keyID string) (uint64, error)
 	// PutMarker stores value (at most store.MaxMarkerSize opaque bytes)
 	// under name for ttl (a millisecond to store.MaxTTL), unless a marker
@@ -73,6 +97,8 @@ type Store interface {
 	// store.ErrNotFound when there is none (never stored, or expired),
 	// store.ErrUnavailable.
 	GetMarker(ctx context.Context, name store.ID) ([]byte, error)
+	// Ping reports whether the backend answers: nil or
+	// store.ErrUnavailable.
 	Ping(ctx context.Context) error
 }
 

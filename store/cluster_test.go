@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
@@ -47,7 +48,7 @@ func newStoreOn(t *testing.T, c redis.UniversalClient) *store.Redis {
 func TestClusterContract(t *testing.T) {
 	t.Parallel()
 	c := clusterClient(t, storetest.StartCluster(t, 3))
-	storetest.Run(t, func(t *testing.T) storetest.Store { return newStoreOn(t, c) })
+	storetest.Run(t, func(t *testing.T) server.Store { return newStoreOn(t, c) })
 }
 
 // Records are spread over every master: the contract above really ran
@@ -86,7 +87,7 @@ func TestClusterSpreadsRecords(t *testing.T) {
 func TestSentinelContract(t *testing.T) {
 	t.Parallel()
 	c := sentinelClient(t, storetest.StartSentinel(t))
-	storetest.Run(t, func(t *testing.T) storetest.Store { return newStoreOn(t, c) })
+	storetest.Run(t, func(t *testing.T) server.Store { return newStoreOn(t, c) })
 }
 
 // When the primary dies, the sentinels promote the replica and the store

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
@@ -28,7 +29,7 @@ func TestRedisReplicaDurability(t *testing.T) {
 		info, _ := pc.Info(ctx, "replication").Result()
 		return strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
 	})
-	open := func(t *testing.T) storetest.Store {
+	open := func(t *testing.T) server.Store {
 		s, err := store.NewRedis(pc, store.Options{Prefix: "dur" + storetest.NewID(t).String()[:8] + ":", Replicas: 1, ReplicaTimeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)

@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
 func TestMemoryContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, func(t *testing.T) server.Store {
 		m := store.NewMemory(nil, 0)
 		t.Cleanup(func() { m.Close() })
 		return m

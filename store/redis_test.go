@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
@@ -41,8 +42,27 @@ func newRedis(t *testing.T) (*store.Redis, redis.UniversalClient, string) {
 }
 
 func TestRedisContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, func(t *testing.T) server.Store {
 		s, _, _ := newRedis(t)
+		return s
+	})
+}
+
+// The whole contract holds with automatic pipelining, the production
+// default, through which the single-record scripts go.
+func TestRedisAutoPipelineContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) server.Store {
+		opts, err := redis.ParseURL(redisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := redis.NewClient(opts)
+		t.Cleanup(func() { c.Close() })
+		s, err := store.NewRedis(c, store.Options{Prefix: fmt.Sprintf("test%d:", prefixes.Add(1)), AutoPipeline: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
 		return s
 	})
 }

@@ -1,9 +1,11 @@
 // Package storetest is the contract every token store must meet, as a test
-// suite, plus helpers that start real Redis servers for tests.
+// suite, plus helpers that start real Redis servers for tests. The contract
+// is server.Store, declared (with each method's errors) where it is used;
+// this package imports server for it, which only tests and test helpers
+// do, so store itself stays free of server.
 package storetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -14,31 +16,18 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
 )
 
-// Store is the behaviour under test.
-type Store interface {
-	Put(ctx context.Context, id store.ID, rec store.Record) error
-	Get(ctx context.Context, id store.ID) (store.Record, error)
-	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
-	GetMany(ctx context.Context, ids []store.ID) []store.Result
-	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
-	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
-	Restore(ctx context.Context, id store.ID, rec store.Record) error
-	Revoke(ctx context.Context, id store.ID, now time.Time) error
-	RevokeKey(ctx context.Context, keyID string) (uint64, error)
-	PutMarker(ctx context.Context, name store.ID, value []byte, ttl time.Duration) error
-	GetMarker(ctx context.Context, name store.ID) ([]byte, error)
-	Ping(ctx context.Context) error
-}
-
-// Run runs the contract suite. open returns a fresh, empty store for each
-// subtest; subtests run in parallel.
-func Run(t *testing.T, open func(t *testing.T) Store) {
+// Run runs the contract suite: the contract is server.Store, the
+// interface its one consumer declares, with each method's error contract
+// in its documentation. open returns a fresh, empty store for each subtest;
+// subtests run in parallel.
+func Run(t *testing.T, open func(t *testing.T) server.Store) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s Store)
+		fn   func(t *testing.T, s server.Store)
 	}{
 		{"RoundTripKeepsBytes", testRoundTrip},
 		{"PolicyRoundTrip", testPolicyRoundTrip},
@@ -89,7 +78,7 @@ func NewRecord(bundle string, ttl time.Duration) store.Record {
 	return store.Record{Bundle: []byte(bundle), KeyID: "partner-1", CreatedAt: now, ExpiresAt: now.Add(ttl)}
 }
 
-func put(t *testing.T, s Store, rec store.Record) store.ID {
+func put(t *testing.T, s server.Store, rec store.Record) store.ID {
 	t.Helper()
 	id := NewID(t)
 	if err := s.Put(context.Background(), id, rec); err != nil {
@@ -105,7 +94,7 @@ func wantErr(t *testing.T, what string, got, want error) {
 	}
 }
 
-func testRoundTrip(t *testing.T, s Store) {
+func testRoundTrip(t *testing.T, s server.Store) {
 	// Exactness matters: big integers, exponents, escapes, unicode and
 	// spacing must come back as they went in.
 	bundle := `{"auth":"k","n":12345678901234567890,"f":1.50e3,"nested":{"a":[1,"two",null,true]},"u":"\u00e9t\u00e9 – ok","s":"a\"b"}`
@@ -128,7 +117,7 @@ func testRoundTrip(t *testing.T, s Store) {
 	}
 }
 
-func testPolicyRoundTrip(t *testing.T, s Store) {
+func testPolicyRoundTrip(t *testing.T, s server.Store) {
 	want := NewRecord(`{"pub":1}`, time.Hour)
 	want.Private = []byte(`{"auth":"secret"}`)
 	want.SessionStart = want.CreatedAt.Add(-90 * time.Minute)
@@ -144,7 +133,7 @@ func testPolicyRoundTrip(t *testing.T, s Store) {
 	}
 }
 
-func testMissing(t *testing.T, s Store) {
+func testMissing(t *testing.T, s server.Store) {
 	ctx, id := context.Background(), NewID(t)
 	_, err := s.Get(ctx, id)
 	wantErr(t, "Get", err, store.ErrNotFound)
@@ -155,7 +144,7 @@ func testMissing(t *testing.T, s Store) {
 	wantErr(t, "Revoke", s.Revoke(ctx, id, time.Now()), store.ErrNotFound)
 }
 
-func testPutTaken(t *testing.T, s Store) {
+func testPutTaken(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	id := put(t, s, NewRecord(`{"a":1}`, time.Hour))
 	wantErr(t, "second Put", s.Put(ctx, id, NewRecord(`{"a":2}`, time.Hour)), store.ErrExists)
@@ -166,7 +155,7 @@ func testPutTaken(t *testing.T, s Store) {
 }
 
 // waitGone polls until the record is gone, for expiry kept by the store.
-func waitGone(t *testing.T, s Store, id store.ID, within time.Duration) {
+func waitGone(t *testing.T, s server.Store, id store.ID, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -184,7 +173,7 @@ func waitGone(t *testing.T, s Store, id store.ID, within time.Duration) {
 	}
 }
 
-func testExpires(t *testing.T, s Store) {
+func testExpires(t *testing.T, s server.Store) {
 	id := put(t, s, NewRecord(`{}`, 300*time.Millisecond))
 	if _, err := s.Get(context.Background(), id); err != nil {
 		t.Fatalf("Get right after Put: %v", err)
@@ -196,7 +185,7 @@ func testExpires(t *testing.T, s Store) {
 	wantErr(t, "Consume after ExpiresAt", err, store.ErrNotFound)
 }
 
-func testRejects(t *testing.T, s Store) {
+func testRejects(t *testing.T, s server.Store) {
 	bad := map[string]func(*store.Record){
 		"expires at creation": func(r *store.Record) { r.ExpiresAt = r.CreatedAt },
 		"too long":            func(r *store.Record) { r.ExpiresAt = r.CreatedAt.Add(store.MaxTTL + time.Second) },
@@ -212,7 +201,7 @@ func testRejects(t *testing.T, s Store) {
 	}
 }
 
-func testUsesRunOut(t *testing.T, s Store) {
+func testUsesRunOut(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{"a":1}`, time.Hour)
 	rec.MaxUses = 3
@@ -241,7 +230,7 @@ func testUsesRunOut(t *testing.T, s Store) {
 	}
 }
 
-func testReuseGrace(t *testing.T, s Store) {
+func testReuseGrace(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{"a":1}`, time.Hour)
 	rec.MaxUses, rec.ReuseGrace = 1, 2*time.Second
@@ -259,7 +248,7 @@ func testReuseGrace(t *testing.T, s Store) {
 	wantErr(t, "once used up, always used up", err, store.ErrUsed)
 }
 
-func testIdleExpiry(t *testing.T, s Store) {
+func testIdleExpiry(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	rec := NewRecord(`{}`, time.Hour)
 	rec.IdleTTL = 400 * time.Millisecond
@@ -285,7 +274,7 @@ func testIdleExpiry(t *testing.T, s Store) {
 	waitGone(t, s, id, 5*time.Second)
 }
 
-func testRevoke(t *testing.T, s Store) {
+func testRevoke(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	id, other := put(t, s, NewRecord(`{}`, time.Hour)), put(t, s, NewRecord(`{}`, time.Hour))
 	if err := s.Revoke(ctx, id, time.Now()); err != nil {
@@ -304,140 +293,9 @@ func testRevoke(t *testing.T, s Store) {
 	}
 }
 
-func testTake(t *testing.T, s Store) {
-	ctx := context.Background()
-	rec := NewRecord(`{"a":1}`, time.Hour)
-	id := put(t, s, rec)
-	got, err := s.Take(ctx, id, time.Now())
-	if err != nil || string(got.Bundle) != `{"a":1}` {
-		t.Fatalf("Take: %+v %v", got, err)
-	}
-	_, err = s.Take(ctx, id, time.Now())
-	wantErr(t, "second Take", err, store.ErrRevoked)
-	if err := s.Restore(ctx, id, got); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.Consume(ctx, id, time.Now()); err != nil || string(got.Bundle) != `{"a":1}` {
-		t.Fatalf("Consume after Restore: %+v, %v", got, err)
-	}
-	wantErr(t, "second Restore", s.Restore(ctx, id, got), store.ErrExists)
-}
-
-// Until Restore, a taken token is revoked to every read, with its key kept
-// for the owner check.
-func testTakenReadsAsRevoked(t *testing.T, s Store) {
-	ctx := context.Background()
-	id := put(t, s, NewRecord(`{}`, time.Hour))
-	if _, err := s.Take(ctx, id, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked || got.KeyID != "partner-1" || got.Bundle != nil {
-		t.Fatalf("Get of a taken token: %+v, %v; want a revoked tombstone keeping the key id", got, err)
-	}
-	_, err := s.Consume(ctx, id, time.Now())
-	wantErr(t, "Consume", err, store.ErrRevoked)
-	wantErr(t, "ConsumeMany", s.ConsumeMany(ctx, []store.ID{id}, time.Now())[0].Err, store.ErrRevoked)
-	_, err = s.Take(ctx, id, time.Now())
-	wantErr(t, "Take", err, store.ErrRevoked)
-}
-
-// A Revoke that lands between Take and Restore is not lost: it succeeds,
-// and Restore then refuses and changes nothing.
-func testRevokeThenRestore(t *testing.T, s Store) {
-	ctx := context.Background()
-	id := put(t, s, NewRecord(`{"a":1}`, time.Hour))
-	old, err := s.Take(ctx, id, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Revoke(ctx, id, time.Now()); err != nil {
-		t.Fatalf("Revoke of a taken token: %v", err)
-	}
-	wantErr(t, "Restore after Revoke", s.Restore(ctx, id, old), store.ErrRevoked)
-	_, err = s.Consume(ctx, id, time.Now())
-	wantErr(t, "Consume", err, store.ErrRevoked)
-	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked || got.KeyID != "partner-1" {
-		t.Fatalf("Get: %+v, %v; want the revoked tombstone", got, err)
-	}
-	wantErr(t, "second Restore", s.Restore(ctx, id, old), store.ErrRevoked)
-}
-
-// Revoking the minting key between Take and Restore revokes the restored
-// record: it keeps the epoch it was minted under.
-func testRevokeKeyThenRestore(t *testing.T, s Store) {
-	ctx := context.Background()
-	rec := NewRecord(`{}`, time.Hour)
-	rec.KeyID = "k"
-	id := put(t, s, rec)
-	old, err := s.Take(ctx, id, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RevokeKey(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Restore(ctx, id, old); err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked {
-		t.Fatalf("Get of the restored record: %+v, %v; want revoked", got, err)
-	}
-	_, err = s.Consume(ctx, id, time.Now())
-	wantErr(t, "Consume of the restored record", err, store.ErrRevoked)
-}
-
-// Restore brings back only what Take ended.
-func testRestoreNeedsTake(t *testing.T, s Store) {
-	ctx := context.Background()
-	rec := NewRecord(`{}`, time.Hour)
-	wantErr(t, "Restore of nothing", s.Restore(ctx, NewID(t), rec), store.ErrNotFound)
-	id := put(t, s, rec)
-	if err := s.Revoke(ctx, id, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	wantErr(t, "Restore over a Revoke", s.Restore(ctx, id, rec), store.ErrRevoked)
-	single := NewRecord(`{}`, time.Hour)
-	single.MaxUses = 1
-	id = put(t, s, single)
-	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	wantErr(t, "Restore over a used tombstone", s.Restore(ctx, id, single), store.ErrUsed)
-	_, err := s.Consume(ctx, id, time.Now())
-	wantErr(t, "Consume after the refused Restore", err, store.ErrUsed)
-}
-
-// A refresh needs a use left: a token whose last use is within its reuse
-// grace still verifies, but cannot be taken, and the refused Take changes
-// nothing.
-func testTakeUsedUp(t *testing.T, s Store) {
-	ctx := context.Background()
-	rec := NewRecord(`{"a":1}`, time.Hour)
-	rec.MaxUses, rec.ReuseGrace = 1, 10*time.Second
-	id := put(t, s, rec)
-	t0 := time.Now()
-	if _, err := s.Consume(ctx, id, t0); err != nil {
-		t.Fatal(err)
-	}
-	_, err := s.Take(ctx, id, t0.Add(time.Second))
-	wantErr(t, "Take of a used-up token within its grace", err, store.ErrUsed)
-	if got, err := s.Consume(ctx, id, t0.Add(2*time.Second)); err != nil || string(got.Bundle) != `{"a":1}` {
-		t.Fatalf("Consume within the grace after the refused Take: %+v, %v", got, err)
-	}
-	// A token with uses left can be taken.
-	rec.MaxUses = 2
-	id = put(t, s, rec)
-	if _, err := s.Consume(ctx, id, t0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Take(ctx, id, t0); err != nil {
-		t.Fatalf("Take with one use left: %v", err)
-	}
-}
-
 // Revoking a key ends every token it minted so far, whatever the state
 // of each, and no token of another key; tokens minted afterwards work.
-func testRevokeKey(t *testing.T, s Store) {
+func testRevokeKey(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	mint := func(keyID string, uses uint32) store.ID {
 		rec := NewRecord(`{}`, time.Hour)
@@ -477,7 +335,7 @@ func testRevokeKey(t *testing.T, s Store) {
 	}
 }
 
-func testConsumeMany(t *testing.T, s Store) {
+func testConsumeMany(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	single := NewRecord(`{"n":2}`, time.Hour)
 	single.MaxUses = 1
@@ -502,7 +360,7 @@ func testConsumeMany(t *testing.T, s Store) {
 }
 
 // GetMany answers as Get for each id, in order, and counts no use.
-func testGetMany(t *testing.T, s Store) {
+func testGetMany(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	single := NewRecord(`{"n":2}`, time.Hour)
 	single.MaxUses = 1
@@ -552,7 +410,7 @@ func testGetMany(t *testing.T, s Store) {
 }
 
 // 50 concurrent uses of a single-use token: exactly one succeeds.
-func testSingleUseRace(t *testing.T, s Store) {
+func testSingleUseRace(t *testing.T, s server.Store) {
 	rec := NewRecord(`{}`, time.Hour)
 	rec.MaxUses = 1
 	id := put(t, s, rec)
@@ -582,103 +440,7 @@ func testSingleUseRace(t *testing.T, s Store) {
 	}
 }
 
-// A marker keeps its bytes exactly, is written once (a second PutMarker is
-// ErrExists and changes nothing), and is apart from records.
-func testMarkers(t *testing.T, s Store) {
-	ctx := context.Background()
-	name := NewID(t)
-	_, err := s.GetMarker(ctx, name)
-	wantErr(t, "GetMarker of nothing", err, store.ErrNotFound)
-	value := make([]byte, store.MaxMarkerSize)
-	if _, err := rand.Read(value); err != nil {
-		t.Fatal(err)
-	}
-	value[0], value[1] = 0, '\n' // any bytes
-	if err := s.PutMarker(ctx, name, value, time.Hour); err != nil {
-		t.Fatalf("PutMarker: %v", err)
-	}
-	wantErr(t, "second PutMarker", s.PutMarker(ctx, name, []byte("other"), time.Hour), store.ErrExists)
-	got, err := s.GetMarker(ctx, name)
-	if err != nil || !bytes.Equal(got, value) {
-		t.Fatalf("GetMarker = %x, %v; want the first value", got, err)
-	}
-	if err := s.PutMarker(ctx, NewID(t), nil, time.Hour); err != nil {
-		t.Fatalf("PutMarker of an empty value: %v", err)
-	}
-	// A record and a marker may share an ID without meeting.
-	if err := s.Put(ctx, name, NewRecord(`{}`, time.Hour)); err != nil {
-		t.Fatalf("Put under a marker's name: %v", err)
-	}
-	id := put(t, s, NewRecord(`{}`, time.Hour))
-	_, err = s.GetMarker(ctx, id)
-	wantErr(t, "GetMarker under a record's ID", err, store.ErrNotFound)
-	if err := s.PutMarker(ctx, id, []byte("x"), time.Hour); err != nil {
-		t.Fatalf("PutMarker under a record's ID: %v", err)
-	}
-	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
-		t.Fatalf("the record under a marker's name: %v", err)
-	}
-}
-
-// A marker is gone after its ttl, and its name can be used again.
-func testMarkersExpire(t *testing.T, s Store) {
-	ctx := context.Background()
-	name := NewID(t)
-	if err := s.PutMarker(ctx, name, []byte("a"), 300*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.GetMarker(ctx, name); err != nil || string(got) != "a" {
-		t.Fatalf("GetMarker right after PutMarker: %q, %v", got, err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := s.GetMarker(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("GetMarker: %v", err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the marker outlived its ttl by seconds")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	if err := s.PutMarker(ctx, name, []byte("b"), time.Hour); err != nil {
-		t.Fatalf("PutMarker after expiry: %v", err)
-	}
-	if got, err := s.GetMarker(ctx, name); err != nil || string(got) != "b" {
-		t.Fatalf("GetMarker of the new marker: %q, %v", got, err)
-	}
-}
-
-func testMarkersReject(t *testing.T, s Store) {
-	ctx := context.Background()
-	bad := map[string]struct {
-		value []byte
-		ttl   time.Duration
-	}{
-		"too big":       {make([]byte, store.MaxMarkerSize+1), time.Hour},
-		"no ttl":        {nil, 0},
-		"under a ms":    {nil, 999 * time.Microsecond},
-		"negative ttl":  {nil, -time.Second},
-		"beyond MaxTTL": {nil, store.MaxTTL + time.Millisecond},
-	}
-	for what, tc := range bad {
-		name := NewID(t)
-		if err := s.PutMarker(ctx, name, tc.value, tc.ttl); err == nil || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrUnavailable) {
-			t.Errorf("%s: PutMarker = %v, want a plain error", what, err)
-		}
-		if _, err := s.GetMarker(ctx, name); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("%s: the refused marker was stored: %v", what, err)
-		}
-	}
-	if err := s.PutMarker(ctx, NewID(t), nil, store.MaxTTL); err != nil {
-		t.Errorf("PutMarker for MaxTTL: %v", err)
-	}
-}
-
-func testPing(t *testing.T, s Store) {
+func testPing(t *testing.T, s server.Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
