@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 
@@ -55,26 +54,8 @@ func TestAccessTable(t *testing.T) {
 			}
 		}
 	}
-	const path = "../../SECURITY.md"
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
-	i, j := strings.Index(doc, securityBegin), strings.Index(doc, securityEnd)
-	if i < 0 || j < i {
-		t.Fatalf("SECURITY.md has no access table markers")
-	}
-	want := server.AccessTable()
-	if got := doc[i+len(securityBegin) : j]; got != want {
-		if os.Getenv("UPDATE_SECURITY") == "1" {
-			if err := os.WriteFile(path, []byte(doc[:i+len(securityBegin)]+want+doc[j:]), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-		t.Fatalf("SECURITY.md's access table is stale; run UPDATE_SECURITY=1 go test -run AccessTable ./cmd/tokensvc\nwant:\n%s", want)
-	}
+	syncSection(t, "../../SECURITY.md", securityBegin, securityEnd, server.AccessTable(), "UPDATE_SECURITY",
+		"run UPDATE_SECURITY=1 go test -run AccessTable ./cmd/tokensvc")
 }
 
 // The partner keys of the matrix: "web" mints the tokens each cell is

@@ -15,24 +15,31 @@ const (
 // `UPDATE_README=1 go test -run READMESettings ./cmd/tokensvc` after
 // changing a setting.
 func TestREADMESettingsTable(t *testing.T) {
-	const path = "../../README.md"
+	syncSection(t, "../../README.md", settingsBegin, settingsEnd, settingsMarkdown(), "UPDATE_README",
+		"run UPDATE_README=1 go test -run READMESettings ./cmd/tokensvc")
+}
+
+// syncSection checks that the part of the file at path between the markers
+// begin and end is want; with the environment variable update set to 1 it
+// rewrites it instead. fix tells the reader how to do that.
+func syncSection(t *testing.T, path, begin, end, want, update, fix string) {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(b)
-	i, j := strings.Index(readme, settingsBegin), strings.Index(readme, settingsEnd)
+	doc := string(b)
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
 	if i < 0 || j < i {
-		t.Fatalf("README.md has no settings markers")
+		t.Fatalf("%s has no markers %q … %q", path, begin, end)
 	}
-	want := settingsMarkdown()
-	if got := readme[i+len(settingsBegin) : j]; got != want {
-		if os.Getenv("UPDATE_README") == "1" {
-			if err := os.WriteFile(path, []byte(readme[:i+len(settingsBegin)]+want+readme[j:]), 0o644); err != nil {
+	if got := doc[i+len(begin) : j]; got != want {
+		if os.Getenv(update) == "1" {
+			if err := os.WriteFile(path, []byte(doc[:i+len(begin)]+want+doc[j:]), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			return
 		}
-		t.Fatalf("README.md's settings table is stale; run UPDATE_README=1 go test -run READMESettings ./cmd/tokensvc\nwant:\n%s", want)
+		t.Fatalf("%s is stale between %q and %q; %s\nwant:\n%s", path, begin, end, fix, want)
 	}
 }
