@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,6 +179,77 @@ func TestBatchCannotGuessPastTheGuard(t *testing.T) {
 	if _, err := New(Config{Store: h.srv.cfg.Store, Partners: h.srv.cfg.Partners, Limiter: h.srv.cfg.Limiter,
 		FailureRate: ratelimit.Limit{N: 10, Per: time.Minute}, MaxBatch: 100}); err == nil {
 		t.Error("New took a guard smaller than a batch: every full batch would be refused")
+	}
+}
+
+// barrierStore holds every ConsumeMany until n of them are in flight, so
+// that n batches are checked at the same time.
+type barrierStore struct {
+	Store
+	n       int
+	mu      sync.Mutex
+	waiting int
+	all     chan struct{}
+}
+
+func (b *barrierStore) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result {
+	b.mu.Lock()
+	if b.waiting++; b.waiting == b.n {
+		close(b.all)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.all:
+	case <-time.After(5 * time.Second): // a bug elsewhere: fail by the answers, not by a hang
+	}
+	return b.Store.ConsumeMany(ctx, ids, now)
+}
+
+// Batches from one client checked at the same time: valid ones all pass
+// (the guard is charged with failures only, so a partner's backend may
+// verify in parallel), and bad ones reveal no more failed checks, all
+// together, than the guard allows (one full batch of 100 here).
+func TestBatchesAtOnce(t *testing.T) {
+	const n = 8
+	var bs *barrierStore
+	h := newHarness(t, func(c *Config) {
+		withLimits(ratelimit.Limit{N: 100, Per: time.Minute})(c)
+		bs = &barrierStore{Store: c.Store, n: n, all: make(chan struct{})}
+		c.Store = bs
+	})
+	good := make([]string, 100)
+	for i := range good {
+		good[i] = h.mint(t, "", `{"a":1}`)
+	}
+	bad := make([]string, 100)
+	for i := range bad {
+		bad[i] = fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+	}
+	send := func(tokens []string) []int {
+		statuses := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range statuses {
+			wg.Go(func() {
+				statuses[i] = h.do(t, "POST", "/verify/batch", `{"tokens":["`+strings.Join(tokens, `","`)+`"]}`, jsonCT).status
+			})
+		}
+		wg.Wait()
+		return statuses
+	}
+	for i, st := range send(good) {
+		if st != 200 {
+			t.Errorf("good batch %d of %d at once: %d, want 200", i+1, n, st)
+		}
+	}
+	bs.mu.Lock()
+	bs.waiting, bs.all = 0, make(chan struct{})
+	bs.mu.Unlock()
+	count := map[int]int{}
+	for _, st := range send(bad) {
+		count[st]++
+	}
+	if count[200] != 1 || count[429] != n-1 {
+		t.Errorf("%d bad batches of 100 at once, guard 100/m: statuses %v, want one 200 and the rest 429", n, count)
 	}
 }
 

@@ -131,7 +131,7 @@ func (g *guard) take(ctx context.Context, cl string, n int) time.Duration {
 // guardFailures runs the guard around an operation: a refused client is
 // answered 429 at once; a failed check the handler returns is counted.
 // Handlers that check many credentials at once (/verify/batch) count them
-// themselves, with reserveChecks.
+// themselves, with chargeChecks.
 func (s *Server) guardFailures(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		g := s.guard
@@ -156,10 +156,12 @@ func (s *Server) guardFailures(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// reserveChecks takes n failed checks from the client's allowance before a
-// batch runs, so that a batch can never guess past the limit; the batch
-// gives back the checks that passed with refundChecks.
-func (s *Server) reserveChecks(ctx context.Context, n int) error {
+// chargeChecks counts n failed checks of one request (a batch's) against
+// the client's allowance, before the request is answered: 429 when the
+// allowance cannot take them all (nothing is counted then, and the caller
+// answers nothing else). The limiter takes the n at once, atomically, so
+// concurrent batches cannot together reveal more failures than it allows.
+func (s *Server) chargeChecks(ctx context.Context, n int) error {
 	ri := info(ctx)
 	if !s.guard.on() || n <= 0 || ri.client == "" {
 		return nil
@@ -168,14 +170,6 @@ func (s *Server) reserveChecks(ctx context.Context, n int) error {
 		return tooManyError(wait)
 	}
 	return nil
-}
-
-// refundChecks gives back n checks reserved by reserveChecks that passed.
-func (s *Server) refundChecks(ctx context.Context, n int) {
-	ri := info(ctx)
-	if s.guard.on() && n > 0 && ri.client != "" {
-		s.guard.take(ctx, ri.client, -n)
-	}
 }
 
 // tooManyError is the 429 answer; handleError sends Retry-After, in whole

@@ -83,25 +83,23 @@ func (s *Server) visible(c caller, rec store.Record) json.RawMessage {
 	return rec.Bundle
 }
 
-// VerifyBatch verifies many tokens with one store round trip per node. The
-// brute-force guard takes every token from the client's allowance first
-// and gives back those that pass, so a batch never guesses past the limit.
+// VerifyBatch verifies many tokens with one store round trip per node.
+// The brute-force guard is charged with the batch's failed checks before
+// any result is answered: a batch whose failures the client's allowance
+// cannot take is answered 429 as a whole, so no batch reveals more failed
+// guesses than the guard allows, however many run at once, and batches of
+// valid tokens cost the guard nothing.
 func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObject) (api.VerifyBatchResponseObject, error) {
 	ri := info(ctx)
 	c := ri.caller
 	if req.Body == nil || len(req.Body.Tokens) == 0 || len(req.Body.Tokens) > s.cfg.MaxBatch {
 		return nil, newError(api.ErrorErrorInvalidBody, "tokens must hold 1 to %d tokens", s.cfg.MaxBatch)
 	}
-	n := len(req.Body.Tokens)
-	if err := s.reserveChecks(ctx, n); err != nil {
-		return nil, err
-	}
 	results, passed, err := s.verifyBatch(ctx, c, req.Body.Tokens)
 	if err != nil {
-		passed = n // an outage says nothing of the tokens
+		return nil, err // an outage says nothing of the tokens
 	}
-	s.refundChecks(ctx, passed)
-	if err != nil {
+	if err := s.chargeChecks(ctx, len(results)-passed); err != nil {
 		return nil, err
 	}
 	s.metrics.batchChecked(ri.route, results)
