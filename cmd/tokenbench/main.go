@@ -1,22 +1,26 @@
-// Command tokenbench measures tokensvc against the bare-HTTP and Redis
-// limits of the machine it runs on, in one run: it builds tokensvc, starts
-// its own redis-server and tokensvc (Redis store, production settings) on
-// loopback, mints tokens through the API, drives load with wrk and
-// redis-benchmark, and prints a Markdown table of throughput, latency and
-// their ratios to GET /healthz of the same run, with the targets of the
-// performance issue. Every figure is the median of -runs runs.
+// Command tokenbench measures tokensvc against the naive token service
+// anyone would write first, and against the bare-HTTP and Redis limits of
+// the machine, in one run: it builds tokensvc and the naive reference
+// (cmd/tokenbench/naive: Echo, one go-redis GET per verify, one SET … EX
+// per mint), starts a redis-server of its own for each, starts tokensvc
+// as in production (Redis store, every default on, logs at info to a
+// file, metrics and the brute-force guard on), mints tokens through each
+// server's own /generate, drives both with the same wrk scripts and
+// redis-benchmark, and prints Markdown tables of throughput, latency, CPU
+// per request and their ratios to the naive server and to GET /healthz of
+// the same run, with the targets of the performance issue. Every figure is
+// the median of -runs runs; ratios are taken within each run.
 //
 // It needs go, wrk, redis-server and redis-benchmark (Debian: wrk,
 // redis-server, redis-tools) and stops everything it started, also on
-// Ctrl-C, and after -timeout at the latest.
+// Ctrl-C, and after -timeout at the latest. -smoke is a few-second pass
+// over every load that checks every figure is produced (CI runs it).
 //
-//	go run ./cmd/tokenbench [-runs 3] [-duration 10s] [-connections 50] [-threads 2] [-tokens 10000] [-big 1000000] [-skip-big]
+//	go run ./cmd/tokenbench [-runs 3] [-duration 10s] [-connections 50] [-threads 2] [-tokens 10000] [-big 1000000] [-skip-big] [-smoke]
 package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,10 +32,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-
-	"github.com/tokensvc/tokensvc/server/keys"
 )
 
 // batchSize is the number of tokens of one /verify/batch request.
@@ -40,11 +40,13 @@ const batchSize = 100
 type options struct {
 	runs          int
 	duration      time.Duration
+	warmup        time.Duration
 	connections   int
 	threads       int
 	tokens        int
 	big           int
 	skipBig       bool
+	smoke         bool
 	timeout       time.Duration
 	keep          bool
 	redisRequests int
@@ -87,12 +89,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.tokens, "tokens", 10_000, "live tokens during the main loads")
 	fs.IntVar(&o.big, "big", 1_000_000, "live tokens of the flat-cost comparison")
 	fs.BoolVar(&o.skipBig, "skip-big", false, "skip the comparison with -big live tokens")
+	fs.BoolVar(&o.smoke, "smoke", false, "a short pass that checks every figure is produced (CI): 1 run of 1 s loads, 200 tokens, -big 400; overrides those flags")
 	fs.Var(&o.set, "set", "TOKENSVC_NAME=VALUE for the service under test (repeatable), e.g. to compare a lever on and off")
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "stop everything after this long (tokens live 1 h: keep it below)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, scripts, token lists)")
 	fs.IntVar(&o.redisRequests, "redis-requests", 0, "requests of each redis-benchmark test (default: 20000 per second of -duration)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	o.warmup = 2 * time.Second
+	if o.smoke {
+		o.runs, o.duration, o.warmup, o.tokens, o.big, o.skipBig = 1, time.Second, time.Second, 2*batchSize, 4*batchSize, false
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -113,20 +120,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	return o, nil
 }
 
-// bench is one benchmark session: the processes and what they need.
+// bench is one benchmark session: the two servers under test and the
+// temporary directory they run in.
 type bench struct {
-	o       options
-	dir     string
-	svcs    servers
-	redis   *server
-	svc     *server
-	rport   int
-	base    string
-	key     string
-	prefix  string
-	cli     *client
-	rc      *redis.Client // tokenbench's own connection to Redis
-	scripts scripts
+	o     options
+	dir   string
+	procs servers
+	svc   *side // tokensvc
+	nv    *side // the naive reference
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -147,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	started := time.Now()
 	facts := machineFacts(ctx)
 
-	b := &bench{o: o, prefix: "tokensvc:"}
+	b := &bench{o: o}
 	if b.dir, err = os.MkdirTemp("", "tokenbench-"); err != nil {
 		return err
 	}
@@ -156,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else {
 		defer os.RemoveAll(b.dir)
 	}
-	defer b.svcs.stopAll(10 * time.Second)
+	defer b.procs.stopAll(10 * time.Second)
 
 	rep, err := b.measure(ctx, stderr)
 	if err != nil {
@@ -168,6 +169,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rep.facts = facts
 	rep.elapsed = time.Since(started)
 	rep.print(stdout)
+	if o.smoke {
+		if err := rep.complete(); err != nil {
+			return fmt.Errorf("smoke: %w", err)
+		}
+		fmt.Fprintln(stderr, "tokenbench: smoke: every figure was produced")
+	}
 	return nil
 }
 
@@ -182,16 +189,16 @@ func (b *bench) measure(ctx context.Context, stderr io.Writer) (*report, error) 
 	if err := b.startAll(ctx, stderr); err != nil {
 		return nil, err
 	}
-	rc := redisClient(b.rport)
-	defer rc.Close()
-	b.rc = rc
+	defer b.svc.rc.Close()
+	defer b.nv.rc.Close()
 
+	rc := b.svc.rc
 	before, err := usedMemory(ctx, rc)
 	if err != nil {
 		return nil, err
 	}
-	progress(stderr, "minting %d tokens through POST /generate", o.tokens)
-	tokens, rate, err := b.cli.preload(ctx, 0, o.tokens, o.connections)
+	progress(stderr, "minting %d tokens through tokensvc's POST /generate", o.tokens)
+	tokens, rate, err := b.svc.cli.preload(ctx, 0, o.tokens, o.connections)
 	if err != nil {
 		return nil, err
 	}
@@ -201,43 +208,62 @@ func (b *bench) measure(ctx context.Context, stderr io.Writer) (*report, error) 
 	if err != nil {
 		return nil, err
 	}
-	if rep.mem, err = sampleMemory(ctx, rc, b.prefix, 1000); err != nil {
+	if rep.mem, err = sampleMemory(ctx, rc, b.svc.records, 1000); err != nil {
 		return nil, err
 	}
 	rep.mem.UsedDelta, rep.mem.Tokens = after-before, len(tokens)
 	rep.mem.PerTokenDelta = float64(after-before) / float64(len(tokens))
+	if err := b.svc.cli.sanity(ctx, tokens, true); err != nil {
+		return nil, fmt.Errorf("sanity check of tokensvc: %w", err)
+	}
 
-	if err := b.cli.sanity(ctx, tokens); err != nil {
-		return nil, fmt.Errorf("sanity check: %w", err)
-	}
-	keep, err := recordKeys(ctx, rc, b.prefix)
+	progress(stderr, "minting %d tokens through the naive server's POST /generate", o.tokens)
+	naiveTokens, naiveRate, err := b.nv.cli.preload(ctx, 0, o.tokens, o.connections)
 	if err != nil {
+		return nil, fmt.Errorf("naive server: %w", err)
+	}
+	progress(stderr, "minted %d tokens at %.0f/s", len(naiveTokens), naiveRate)
+	if rep.naiveMem, err = sampleMemory(ctx, b.nv.rc, b.nv.records, 1000); err != nil {
 		return nil, err
 	}
-	smallFile, bigFile := filepath.Join(b.dir, "tokens.txt"), filepath.Join(b.dir, "tokens-big.txt")
-	if err := writeTokens(smallFile, tokens); err != nil {
-		return nil, err
+	if err := b.nv.cli.sanity(ctx, naiveTokens, false); err != nil {
+		return nil, fmt.Errorf("sanity check of the naive server: %w", err)
 	}
-	if b.scripts, err = writeScripts(b.dir, o, smallFile, bigFile, b.key); err != nil {
-		return nil, err
+
+	for _, s := range []struct {
+		sd     *side
+		tokens []string
+	}{{b.svc, tokens}, {b.nv, naiveTokens}} {
+		if s.sd.keep, err = recordKeys(ctx, s.sd.rc, s.sd.records); err != nil {
+			return nil, err
+		}
+		file := filepath.Join(b.dir, s.sd.name+"-tokens.txt")
+		if err := writeTokens(file, s.tokens); err != nil {
+			return nil, err
+		}
+		if s.sd.scripts, err = writeScripts(b.dir, s.sd.name, o, file, filepath.Join(b.dir, s.sd.name+"-tokens-big.txt"), s.sd.key); err != nil {
+			return nil, err
+		}
 	}
 
 	// Warm up: connections, pools, the Go runtime's heap.
 	progress(stderr, "warming up")
 	warm := o
-	warm.duration = 2 * time.Second
-	for _, w := range [][2]string{{"/", b.scripts.verify}, {"/generate", b.scripts.generate}} {
-		if _, out, err := runWrk(ctx, warm, b.base+w[0], w[1]); err != nil {
-			return nil, fmt.Errorf("warm-up: %w\n%s", err, out)
+	warm.duration = o.warmup
+	for _, sd := range []*side{b.nv, b.svc} {
+		for _, w := range [][2]string{{"/", sd.scripts.verify}, {"/generate", sd.scripts.generate}} {
+			if _, out, err := runWrk(ctx, warm, sd.base+w[0], w[1]); err != nil {
+				return nil, fmt.Errorf("warm-up of %s: %w\n%s", sd.name, err, out)
+			}
 		}
-	}
-	if _, err := dropOthers(ctx, rc, b.prefix, keep); err != nil {
-		return nil, err
+		if _, err := dropOthers(ctx, sd.rc, sd.records, sd.keep); err != nil {
+			return nil, err
+		}
 	}
 
 	for i := range o.runs {
 		progress(stderr, "run %d of %d", i+1, o.runs)
-		r, err := b.oneRun(ctx, rc, keep)
+		r, err := b.oneRun(ctx, i)
 		if err != nil {
 			return nil, err
 		}
@@ -247,7 +273,7 @@ func (b *bench) measure(ctx context.Context, stderr io.Writer) (*report, error) 
 	if !o.skipBig {
 		// The main figures stand on their own: a failure here is reported
 		// with them, not instead of them.
-		if err := b.bigRuns(ctx, stderr, rc, tokens, bigFile, rep); err != nil {
+		if err := b.bigRuns(ctx, stderr, tokens, rep); err != nil {
 			progress(stderr, "flat-cost comparison failed: %v", err)
 			rep.bigErr = err
 			rep.big = nil
@@ -257,66 +283,99 @@ func (b *bench) measure(ctx context.Context, stderr io.Writer) (*report, error) 
 	if err != nil {
 		return nil, err
 	}
+	rep.peakRSS = b.svc.proc.peakRSS()
+	rep.naivePeakRSS = b.nv.proc.peakRSS()
 	return rep, nil
 }
 
-// phase runs one wrk load and charges the CPU the service and Redis used
-// meanwhile to it.
-func (b *bench) phase(ctx context.Context, name, path, script string) (load, error) {
-	if err := b.rc.ConfigResetStat(ctx).Err(); err != nil {
+// phase runs one wrk load on sd and charges the CPU its server and its
+// Redis used meanwhile to it, and notes the server's largest resident set.
+func (b *bench) phase(ctx context.Context, sd *side, name, path, script string) (load, error) {
+	if err := sd.rc.ConfigResetStat(ctx).Err(); err != nil {
 		return load{}, err
 	}
-	svc0, red0 := b.svc.cpu(), b.redis.cpu()
-	l, _, err := runWrk(ctx, b.o, b.base+path, script)
+	svc0, red0 := sd.proc.cpu(), sd.redis.cpu()
+	rss := sd.proc.sampleRSS(50 * time.Millisecond)
+	l, _, err := runWrk(ctx, b.o, sd.base+path, script)
+	l.RSS = rss()
 	if err != nil {
-		return l, fmt.Errorf("%s: %w", name, err)
+		return l, fmt.Errorf("%s %s: %w", sd.name, name, err)
 	}
-	l.SvcCPU, l.RedisCPU = b.svc.cpu()-svc0, b.redis.cpu()-red0
-	if l.Cmds, err = commandStats(ctx, b.rc); err != nil {
+	l.SvcCPU, l.RedisCPU = sd.proc.cpu()-svc0, sd.redis.cpu()-red0
+	if l.Cmds, err = commandStats(ctx, sd.rc); err != nil {
 		return l, err
 	}
-	if b.svc.exited() {
-		return l, fmt.Errorf("%s: tokensvc exited; see its log", name)
+	if sd.proc.exited() {
+		return l, fmt.Errorf("%s %s: %s exited; see its log", sd.name, name, sd.name)
 	}
 	return l, nil
 }
 
-// oneRun measures every load once.
-func (b *bench) oneRun(ctx context.Context, rc *redis.Client, keep map[string]struct{}) (runResult, error) {
+// oneRun measures every load once. The naive server and tokensvc take
+// turns going first, run by run, so neither is always the one that meets
+// the machine's other load first.
+func (b *bench) oneRun(ctx context.Context, i int) (runResult, error) {
 	var r runResult
 	var err error
-	if r.healthz, err = b.phase(ctx, "GET /healthz", "/healthz", ""); err != nil {
+	if r.healthz, err = b.phase(ctx, b.svc, "GET /healthz", "/healthz", ""); err != nil {
 		return r, err
 	}
-	if r.verify, err = b.phase(ctx, "GET /verify", "/", b.scripts.verify); err != nil {
+	pair := func(path string, svcScript, naiveScript string, svcLoad, naiveLoad *load) error {
+		steps := []func() error{
+			func() (err error) { *naiveLoad, err = b.phase(ctx, b.nv, path, pathOf(path), naiveScript); return err },
+			func() (err error) { *svcLoad, err = b.phase(ctx, b.svc, path, pathOf(path), svcScript); return err },
+		}
+		if i%2 == 1 {
+			steps[0], steps[1] = steps[1], steps[0]
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := pair("GET /verify", b.svc.scripts.verify, b.nv.scripts.verify, &r.verify, &r.naiveVerify); err != nil {
 		return r, err
 	}
-	if r.batch, err = b.phase(ctx, "POST /verify/batch", "/", b.scripts.batch); err != nil {
+	if r.batch, err = b.phase(ctx, b.svc, "POST /verify/batch", "/", b.svc.scripts.batch); err != nil {
 		return r, err
 	}
-	if r.generate, err = b.phase(ctx, "POST /generate", "/generate", b.scripts.generate); err != nil {
+	if err := pair("POST /generate", b.svc.scripts.generate, b.nv.scripts.generate, &r.generate, &r.naiveGenerate); err != nil {
 		return r, err
 	}
-	if _, err := dropOthers(ctx, rc, b.prefix, keep); err != nil {
-		return r, err
+	for _, sd := range []*side{b.svc, b.nv} {
+		if _, err := dropOthers(ctx, sd.rc, sd.records, sd.keep); err != nil {
+			return r, err
+		}
 	}
-	if r.redisGet, r.redisSet, err = redisBench(ctx, b.o, b.rport, b.redis); err != nil {
+	if r.redisGet, r.redisSet, err = redisBench(ctx, b.o, b.svc.rport, b.svc.redis); err != nil {
 		return r, err
 	}
 	return r, nil
 }
 
+// pathOf is the URL path wrk is started with for a load: the verify
+// scripts build their own requests.
+func pathOf(load string) string {
+	if strings.HasSuffix(load, "/generate") {
+		return "/generate"
+	}
+	return "/"
+}
+
 // bigRuns mints tokens up to -big and measures /verify over all of them,
-// each run next to a /healthz of its own.
-func (b *bench) bigRuns(ctx context.Context, stderr io.Writer, rc *redis.Client, small []string, bigFile string, rep *report) error {
+// each run next to a /healthz and a naive /verify of its own.
+func (b *bench) bigRuns(ctx context.Context, stderr io.Writer, small []string, rep *report) error {
 	o := b.o
+	rc := b.svc.rc
 	extra := o.big - o.tokens
 	before, err := usedMemory(ctx, rc)
 	if err != nil {
 		return err
 	}
 	progress(stderr, "minting %d more tokens (to %d live) through POST /generate", extra, o.big)
-	more, rate, err := b.cli.preload(ctx, o.tokens, extra, o.connections)
+	more, rate, err := b.svc.cli.preload(ctx, o.tokens, extra, o.connections)
 	if err != nil {
 		return err
 	}
@@ -328,120 +387,25 @@ func (b *bench) bigRuns(ctx context.Context, stderr io.Writer, rc *redis.Client,
 	rep.bigMem = &memory{UsedDelta: after - before, Tokens: extra, PerTokenDelta: float64(after-before) / float64(extra)}
 	rep.bigRate = rate
 	all := append(append([]string(nil), small...), more...)
-	if err := writeTokens(bigFile, all); err != nil {
+	if err := writeTokens(filepath.Join(b.dir, b.svc.name+"-tokens-big.txt"), all); err != nil {
 		return err
 	}
-	if rep.bigLive, err = rc.DBSize(ctx).Result(); err != nil {
-		return err
-	}
+	rep.bigLive = int64(len(all))
 	for i := range o.runs {
 		progress(stderr, "big run %d of %d", i+1, o.runs)
 		var r bigResult
-		if r.healthz, err = b.phase(ctx, "GET /healthz", "/healthz", ""); err != nil {
+		if r.healthz, err = b.phase(ctx, b.svc, "GET /healthz", "/healthz", ""); err != nil {
 			return err
 		}
-		if r.verify, err = b.phase(ctx, "GET /verify (big)", "/", b.scripts.verifyBig); err != nil {
+		if r.naiveVerify, err = b.phase(ctx, b.nv, "GET /verify", "/", b.nv.scripts.verify); err != nil {
+			return err
+		}
+		if r.verify, err = b.phase(ctx, b.svc, "GET /verify (big)", "/", b.svc.scripts.verifyBig); err != nil {
 			return err
 		}
 		rep.big = append(rep.big, r)
 	}
 	return nil
-}
-
-// startAll builds tokensvc and starts Redis and tokensvc on loopback.
-func (b *bench) startAll(ctx context.Context, stderr io.Writer) error {
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return err
-	}
-	bin := filepath.Join(b.dir, "tokensvc")
-	progress(stderr, "building tokensvc")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tokensvc")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/tokensvc: %w\n%s", err, out)
-	}
-
-	if b.rport, err = freePort(); err != nil {
-		return err
-	}
-	progress(stderr, "starting redis-server on 127.0.0.1:%d", b.rport)
-	redisCmd := exec.Command("redis-server",
-		"--port", fmt.Sprint(b.rport), "--bind", "127.0.0.1", "--protected-mode", "no",
-		"--daemonize", "no", "--dir", b.dir, "--logfile", filepath.Join(b.dir, "redis.log"),
-		"--save", "", "--appendonly", "no")
-	if b.redis, err = b.svcs.start("redis-server", redisCmd); err != nil {
-		return err
-	}
-	rc := redisClient(b.rport)
-	defer rc.Close()
-	if err := waitFor(ctx, b.redis, 15*time.Second, "redis-server", func(ctx context.Context) error { return rc.Ping(ctx).Err() }); err != nil {
-		return err
-	}
-
-	secret := make([]byte, 24)
-	if _, err := rand.Read(secret); err != nil {
-		return err
-	}
-	b.key = "pk_bench_" + hex.EncodeToString(secret)
-	admin := make([]byte, 16)
-	idem := make([]byte, 32)
-	_, _ = rand.Read(admin)
-	_, _ = rand.Read(idem)
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	b.base = fmt.Sprintf("http://127.0.0.1:%d", port)
-	// Production settings: Redis store, the partner key in its hashed
-	// form, logs at info, the brute-force guard at its default, the admin
-	// API and Idempotency-Key on. Defaults are left unset on purpose.
-	env := append(cleanEnv(),
-		"TOKENSVC_ADDR=127.0.0.1:"+fmt.Sprint(port),
-		"TOKENSVC_REDIS_URL="+fmt.Sprintf("redis://127.0.0.1:%d/0", b.rport),
-		"TOKENSVC_API_KEYS="+fmt.Sprintf("- id: bench-partner\n  server_secret: %s\n", keys.HashSecret(b.key)),
-		"TOKENSVC_LOG_LEVEL=info",
-		"TOKENSVC_ADMIN_TOKEN="+hex.EncodeToString(admin),
-		"TOKENSVC_IDEMPOTENCY_SECRET="+hex.EncodeToString(idem),
-		"TOKENSVC_SHUTDOWN_TIMEOUT=5s",
-	)
-	env = append(env, b.o.set...)
-	migrate := exec.CommandContext(ctx, bin, "migrate")
-	migrate.Env = env
-	if out, err := migrate.CombinedOutput(); err != nil {
-		return fmt.Errorf("tokensvc migrate: %w\n%s", err, out)
-	}
-	logFile, err := os.Create(filepath.Join(b.dir, "tokensvc.log"))
-	if err != nil {
-		return err
-	}
-	defer logFile.Close() // the child has its own descriptor
-	svcCmd := exec.Command(bin, "serve")
-	svcCmd.Env, svcCmd.Stdout, svcCmd.Stderr = env, logFile, logFile
-	progress(stderr, "starting tokensvc on %s", b.base)
-	if b.svc, err = b.svcs.start("tokensvc", svcCmd); err != nil {
-		return err
-	}
-	b.cli = newClient(b.base, b.key, b.o.connections)
-	return waitFor(ctx, b.svc, 30*time.Second, "tokensvc /readyz", func(ctx context.Context) error {
-		status, body, err := b.cli.do(ctx, "GET", "/readyz", "")
-		if err == nil && status != 200 {
-			err = fmt.Errorf("/readyz answered %d: %s", status, body)
-		}
-		return err
-	})
-}
-
-// cleanEnv is this process's environment without TOKENSVC_ settings, so
-// the service runs with its defaults plus what tokenbench sets.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TOKENSVC_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func moduleRoot(ctx context.Context) (string, error) {

@@ -147,12 +147,16 @@ func (c *client) preload(ctx context.Context, first, n, conns int) ([]string, fl
 }
 
 // sanity checks that each load does what it claims before it is measured:
-// /verify gives the bundle back, a batch finds all its tokens valid, and
-// /generate mints.
-func (c *client) sanity(ctx context.Context, tokens []string) error {
+// /verify gives the bundle back, a batch finds all its tokens valid (with
+// batch: the naive server has none), and /generate mints.
+func (c *client) sanity(ctx context.Context, tokens []string, batch bool) error {
 	status, b, err := c.do(ctx, http.MethodGet, "/verify", "", "x-api-token", tokens[0])
 	if err != nil || status != http.StatusOK || !bytes.Equal(b, []byte(bundle(0))) {
 		return fmt.Errorf("GET /verify of a preloaded token: %d %v %s (want the bundle back)", status, err, b)
+	}
+	if !batch {
+		_, err := c.mint(ctx, bundle(0))
+		return err
 	}
 	body, _ := json.Marshal(map[string][]string{"tokens": tokens[:batchSize]})
 	status, b, err = c.do(ctx, http.MethodPost, "/verify/batch", string(body), "Content-Type", "application/json")

@@ -103,6 +103,52 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * (time.Second / 100)
 }
 
+// sampleRSS samples the process's resident set every interval until the
+// returned function is called, which returns the largest sample, in bytes.
+func (s *server) sampleRSS(interval time.Duration) func() int64 {
+	stop := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		high := procStatus(s.cmd.Process.Pid, "VmRSS")
+		for {
+			select {
+			case <-stop:
+				peak <- max(high, procStatus(s.cmd.Process.Pid, "VmRSS"))
+				return
+			case <-t.C:
+				high = max(high, procStatus(s.cmd.Process.Pid, "VmRSS"))
+			}
+		}
+	}()
+	return func() int64 { close(stop); return <-peak }
+}
+
+// peakRSS is the largest resident set the process has had (VmHWM), in
+// bytes.
+func (s *server) peakRSS() int64 { return procStatus(s.cmd.Process.Pid, "VmHWM") }
+
+// procStatus reads a size field (in kB) of /proc/<pid>/status, in bytes;
+// 0 where there is none.
+func procStatus(pid int, field string) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				return 0
+			}
+			kb, _ := strconv.ParseInt(f[0], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 // freePort returns a loopback port that was free a moment ago.
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -120,11 +120,11 @@ func isRecordKey(prefix, key string) bool {
 	return strings.HasPrefix(rest, "t:")
 }
 
-// scanRecords calls fn with every record key under prefix.
-func scanRecords(ctx context.Context, c *redis.Client, prefix string, fn func(key string) bool) error {
-	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+// scanRecords calls fn with every record key of rs.
+func scanRecords(ctx context.Context, c *redis.Client, rs recordsOf, fn func(key string) bool) error {
+	iter := c.Scan(ctx, 0, rs.pattern, 1000).Iterator()
 	for iter.Next(ctx) {
-		if isRecordKey(prefix, iter.Val()) && !fn(iter.Val()) {
+		if rs.is(iter.Val()) && !fn(iter.Val()) {
 			return nil
 		}
 	}
@@ -133,14 +133,14 @@ func scanRecords(ctx context.Context, c *redis.Client, prefix string, fn func(ke
 
 // sampleMemory averages MEMORY USAGE, key and value size over up to n
 // record keys found by SCAN.
-func sampleMemory(ctx context.Context, c *redis.Client, prefix string, n int) (memory, error) {
+func sampleMemory(ctx context.Context, c *redis.Client, rs recordsOf, n int) (memory, error) {
 	var m memory
 	var keys []string
-	if err := scanRecords(ctx, c, prefix, func(k string) bool { keys = append(keys, k); return len(keys) < n }); err != nil {
+	if err := scanRecords(ctx, c, rs, func(k string) bool { keys = append(keys, k); return len(keys) < n }); err != nil {
 		return m, err
 	}
 	if len(keys) == 0 {
-		return m, fmt.Errorf("no token records under %q", prefix)
+		return m, fmt.Errorf("no token records match %q", rs.pattern)
 	}
 	usage := make([]*redis.IntCmd, len(keys))
 	strlen := make([]*redis.IntCmd, len(keys))
@@ -164,16 +164,16 @@ func sampleMemory(ctx context.Context, c *redis.Client, prefix string, n int) (m
 	return m, nil
 }
 
-// recordKeys returns every record key under prefix.
-func recordKeys(ctx context.Context, c *redis.Client, prefix string) (map[string]struct{}, error) {
+// recordKeys returns every record key of rs.
+func recordKeys(ctx context.Context, c *redis.Client, rs recordsOf) (map[string]struct{}, error) {
 	keys := map[string]struct{}{}
-	err := scanRecords(ctx, c, prefix, func(k string) bool { keys[k] = struct{}{}; return true })
+	err := scanRecords(ctx, c, rs, func(k string) bool { keys[k] = struct{}{}; return true })
 	return keys, err
 }
 
 // dropOthers unlinks the record keys not in keep: the tokens a /generate
 // load minted, so that every /verify load sees the same live tokens.
-func dropOthers(ctx context.Context, c *redis.Client, prefix string, keep map[string]struct{}) (int, error) {
+func dropOthers(ctx context.Context, c *redis.Client, rs recordsOf, keep map[string]struct{}) (int, error) {
 	var batch []string
 	dropped := 0
 	flush := func() error {
@@ -186,7 +186,7 @@ func dropOthers(ctx context.Context, c *redis.Client, prefix string, keep map[st
 		return err
 	}
 	var ferr error
-	err := scanRecords(ctx, c, prefix, func(k string) bool {
+	err := scanRecords(ctx, c, rs, func(k string) bool {
 		if _, ok := keep[k]; !ok {
 			batch = append(batch, k)
 			if len(batch) == 1000 {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,26 +25,29 @@ func redisClient(port int) *redis.Client {
 
 // runResult is one run of every load.
 type runResult struct {
-	healthz, verify, batch, generate, redisGet, redisSet load
+	healthz, verify, naiveVerify, batch, generate, naiveGenerate, redisGet, redisSet load
 }
 
 // bigResult is one run of the flat-cost comparison.
-type bigResult struct{ healthz, verify load }
+type bigResult struct{ healthz, verify, naiveVerify load }
 
 type report struct {
-	o           options
-	facts       []string
-	elapsed     time.Duration
-	preloadRate float64
-	mem         memory
-	runs        []runResult
-	big         []bigResult
-	bigMem      *memory
-	bigRate     float64
-	bigLive     int64
-	bigErr      error
-	statuses    map[string]int
-	abandoned   int
+	o            options
+	facts        []string
+	elapsed      time.Duration
+	preloadRate  float64
+	mem          memory
+	naiveMem     memory
+	runs         []runResult
+	big          []bigResult
+	bigMem       *memory
+	bigRate      float64
+	bigLive      int64
+	bigErr       error
+	statuses     map[string]int
+	abandoned    int
+	peakRSS      int64 // tokensvc's VmHWM at the end: minting the big set included
+	naivePeakRSS int64
 }
 
 func median(v []float64) float64 {
@@ -69,6 +73,8 @@ func med[T any](runs []T, f func(T) float64) float64 {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
 // target is one goal of the issue and how the runs fare against it.
 type target struct {
 	what     string
@@ -89,6 +95,9 @@ func (t target) met() bool {
 func (t target) verdict() string {
 	if t.met() {
 		return "met"
+	}
+	if t.unit == "%" {
+		return fmt.Sprintf("**missed**: %.1f points over", t.measured-t.want)
 	}
 	if t.atLeast {
 		return fmt.Sprintf("**missed**: %.0f%% short (needs %.2f× more)", 100*(1-t.measured/t.want), t.want/t.measured)
@@ -123,6 +132,48 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
+// row is one line of the main table: a load of one run, the load of the
+// naive server it is compared with (nil: none), and by how much the
+// load's requests outnumber the naive one's in tokens (a batch).
+type row struct {
+	name   string
+	get    func(runResult) load
+	naive  func(runResult) load
+	tokens float64
+	http   bool
+}
+
+func (rep *report) rows() []row {
+	nv := func(r runResult) load { return r.naiveVerify }
+	return []row{
+		{"`GET /healthz` (tokensvc, bare HTTP)", func(r runResult) load { return r.healthz }, nil, 1, true},
+		{"naive `GET /verify`", nv, nil, 1, true},
+		{"tokensvc `GET /verify`", func(r runResult) load { return r.verify }, nv, 1, true},
+		{fmt.Sprintf("naive `POST /generate` (%d-byte bundle)", bundleBytes), func(r runResult) load { return r.naiveGenerate }, nil, 1, true},
+		{fmt.Sprintf("tokensvc `POST /generate` (%d-byte bundle)", bundleBytes), func(r runResult) load { return r.generate }, func(r runResult) load { return r.naiveGenerate }, 1, true},
+		{fmt.Sprintf("tokensvc `POST /verify/batch` (%d tokens; × naive in tokens/s)", batchSize), func(r runResult) load { return r.batch }, nv, batchSize, true},
+		{"redis-benchmark `GET` (tokensvc's Redis)", func(r runResult) load { return r.redisGet }, nil, 1, false},
+		{"redis-benchmark `SET` (tokensvc's Redis)", func(r runResult) load { return r.redisSet }, nil, 1, false},
+	}
+}
+
+// targets are the goals of the issue, measured.
+func (rep *report) targets() []target {
+	o := rep.o
+	ts := []target{
+		{"`/verify` req/s × naive `/verify`", med(rep.runs, func(r runResult) float64 { return ratio(r.verify.RPS, r.naiveVerify.RPS) }), 1.25, true, "×"},
+		{"`/verify` p99 × naive `/verify` p99", med(rep.runs, func(r runResult) float64 { return ratio(ms(r.verify.P99), ms(r.naiveVerify.P99)) }), 1, false, "×"},
+		{"`/generate` req/s × naive `/generate`", med(rep.runs, func(r runResult) float64 { return ratio(r.generate.RPS, r.naiveGenerate.RPS) }), 1.1, true, "×"},
+		{"`/verify/batch` tokens/s × single `/verify` tokens/s", med(rep.runs, func(r runResult) float64 { return ratio(batchSize*r.batch.RPS, r.verify.RPS) }), 10, true, "×"},
+	}
+	if len(rep.big) > 0 {
+		small := med(rep.runs, func(r runResult) float64 { return ratio(r.verify.RPS, r.naiveVerify.RPS) })
+		big := med(rep.big, func(r bigResult) float64 { return ratio(r.verify.RPS, r.naiveVerify.RPS) })
+		ts = append(ts, target{fmt.Sprintf("`/verify` with %d live tokens vs %d: drop of × naive", rep.bigLive, o.tokens), 100 * (small - big) / small, 5, false, "%"})
+	}
+	return append(ts, target{"Redis memory per token (`MEMORY USAGE`, mean)", rep.mem.Usage, 250, false, "B"})
+}
+
 func (rep *report) print(w io.Writer) {
 	o := rep.o
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
@@ -133,75 +184,63 @@ func (rep *report) print(w io.Writer) {
 	}
 	p("- settings: %d runs × %s per load, %d connections, %d wrk threads, %d live tokens with %d-byte bundles; total time %s",
 		o.runs, o.duration, o.connections, o.threads, o.tokens, bundleBytes, rep.elapsed.Round(time.Second))
-	p("- service: tokensvc on its own redis-server (loopback, no persistence), one partner key (sha256 form), logs at info to a file, brute-force guard at its default (100 failures/m per address), admin API and Idempotency-Key on, defaults otherwise; `tokensvc migrate` run first")
-	p("")
-	p("Medians of %d runs. Ratios are taken within each run, then the median of those.", len(rep.runs))
-	p("")
-	p("| load | req/s | × healthz | p50 ms | p99 ms | p99 × healthz | tokensvc CPU µs/req | Redis CPU µs/req | non-2xx |")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-	h := func(r runResult) load { return r.healthz }
-	rows := []struct {
-		name string
-		get  func(runResult) load
-		http bool
-	}{
-		{"`GET /healthz` (bare HTTP)", h, true},
-		{"`GET /verify`", func(r runResult) load { return r.verify }, true},
-		{"`POST /generate` (150-byte bundle)", func(r runResult) load { return r.generate }, true},
-		{fmt.Sprintf("`POST /verify/batch` (%d tokens)", batchSize), func(r runResult) load { return r.batch }, true},
-		{"redis-benchmark `GET`", func(r runResult) load { return r.redisGet }, false},
-		{"redis-benchmark `SET`", func(r runResult) load { return r.redisSet }, false},
+	set := ""
+	if len(o.set) > 0 {
+		set = "; with " + o.set.String()
 	}
-	for _, rw := range rows {
+	p("- tokensvc: on its own redis-server (loopback, no persistence), `tokensvc migrate` run first, one partner key (sha256 form), access log at info to a file, metrics on (`/metrics`), brute-force guard at its default (100 failures/m per address), admin API and Idempotency-Key on, every other setting at its default%s", set)
+	p("- naive: `cmd/tokenbench/naive` (Echo v4, go-redis v9 defaults, one `GET` per verify, one `SET … EX` per mint, constant-time key check, nothing else) on a redis-server of its own; its tokens minted through its own `/generate`; the same wrk scripts")
+	p("")
+	p("Medians of %d runs. Ratios are taken within each run, then the median of those; × naive compares with the naive server's same load of the same run (the two take turns going first).", len(rep.runs))
+	p("")
+	p("| load | req/s | × naive | × healthz | p50 ms | p99 ms | p99 × naive | p99 × healthz | server CPU µs/req | its Redis CPU µs/req | server peak RSS MiB | non-2xx |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	h := func(r runResult) load { return r.healthz }
+	for _, rw := range rep.rows() {
 		rps := med(rep.runs, func(r runResult) float64 { return rw.get(r).RPS })
 		x := med(rep.runs, func(r runResult) float64 { return ratio(rw.get(r).RPS, h(r).RPS) })
 		p50 := med(rep.runs, func(r runResult) float64 { return ms(rw.get(r).P50) })
 		p99 := med(rep.runs, func(r runResult) float64 { return ms(rw.get(r).P99) })
 		p99x := med(rep.runs, func(r runResult) float64 { return ratio(ms(rw.get(r).P99), ms(h(r).P99)) })
-		svc, red, failed := "–", "–", "–"
+		xn, p99n := "–", "–"
+		if rw.naive != nil {
+			xn = fmt.Sprintf("%.2f", med(rep.runs, func(r runResult) float64 { return ratio(rw.tokens*rw.get(r).RPS, rw.naive(r).RPS) }))
+			p99n = fmt.Sprintf("%.2f", med(rep.runs, func(r runResult) float64 { return ratio(ms(rw.get(r).P99), ms(rw.naive(r).P99)) }))
+		}
+		svc, red, rss, failed := "–", "–", "–", "–"
 		if rw.http {
 			svc = fmt.Sprintf("%.1f", med(rep.runs, func(r runResult) float64 { l := rw.get(r); return cpuPerReq(l.SvcCPU, l.Requests) }))
 			red = fmt.Sprintf("%.1f", med(rep.runs, func(r runResult) float64 { l := rw.get(r); return cpuPerReq(l.RedisCPU, l.Requests) }))
+			rss = fmt.Sprintf("%.1f", med(rep.runs, func(r runResult) float64 { return mib(rw.get(r).RSS) }))
 			failed = fmt.Sprintf("%.0f", med(rep.runs, func(r runResult) float64 { return float64(rw.get(r).Failed) }))
 		} else {
 			n := float64(o.redisRequests)
 			red = fmt.Sprintf("%.1f", med(rep.runs, func(r runResult) float64 { return float64(rw.get(r).RedisCPU.Microseconds()) / n }))
 		}
-		p("| %s | %.0f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s |", rw.name, rps, x, p50, p99, p99x, svc, red, failed)
+		p("| %s | %.0f | %s | %.2f | %.2f | %.2f | %s | %.2f | %s | %s | %s | %s |", rw.name, rps, xn, x, p50, p99, p99n, p99x, svc, red, rss, failed)
 	}
+	p("")
+	p("Server peak RSS is the largest resident set sampled every 50 ms during the load. tokensvc's VmHWM at the end of the whole benchmark (minting included): %.1f MiB; the naive server's: %.1f MiB.", mib(rep.peakRSS), mib(rep.naivePeakRSS))
 	p("")
 	p("Redis commands per request, and Redis's own execution time per call (INFO commandstats: network I/O not included; commands a script runs count too, so a script's `GET` shows up as a `get`), medians:")
 	p("")
 	p("| load | commands per request (µs each inside Redis) |")
 	p("|---|---|")
-	for _, rw := range rows[:4] {
+	for _, rw := range rep.rows()[:6] {
 		p("| %s | %s |", rw.name, cmdSummary(rep.runs, rw.get))
 	}
-	batchTok := med(rep.runs, func(r runResult) float64 { return batchSize * r.batch.RPS })
 	p("")
 	p("`/verify/batch` verifies %.0f tokens/s (median), %.1f× the tokens/s of single `/verify` calls.",
-		batchTok, med(rep.runs, func(r runResult) float64 { return ratio(batchSize*r.batch.RPS, r.verify.RPS) }))
+		med(rep.runs, func(r runResult) float64 { return batchSize * r.batch.RPS }),
+		med(rep.runs, func(r runResult) float64 { return ratio(batchSize*r.batch.RPS, r.verify.RPS) }))
 	p("redis-benchmark: %d requests per test, 3-byte values, no pipelining, %d connections: one command per request.", o.redisRequests, o.connections)
 
-	// Targets of the issue.
-	targets := []target{
-		{"`/verify` throughput × `/healthz`", med(rep.runs, func(r runResult) float64 { return ratio(r.verify.RPS, r.healthz.RPS) }), 0.75, true, "×"},
-		{"`/verify` p99 × `/healthz` p99", med(rep.runs, func(r runResult) float64 { return ratio(ms(r.verify.P99), ms(r.healthz.P99)) }), 1.5, false, "×"},
-		{"`/generate` throughput × `/healthz`", med(rep.runs, func(r runResult) float64 { return ratio(r.generate.RPS, r.healthz.RPS) }), 0.6, true, "×"},
-		{"batch tokens/s × single `/verify` tokens/s", med(rep.runs, func(r runResult) float64 { return ratio(batchSize*r.batch.RPS, r.verify.RPS) }), 10, true, "×"},
-	}
-	if len(rep.big) > 0 {
-		small := med(rep.runs, func(r runResult) float64 { return ratio(r.verify.RPS, r.healthz.RPS) })
-		big := med(rep.big, func(r bigResult) float64 { return ratio(r.verify.RPS, r.healthz.RPS) })
-		targets = append(targets, target{fmt.Sprintf("`/verify` with %d live tokens vs %d (× healthz, change)", rep.bigLive, o.tokens), 100 * (small - big) / small, 10, false, "%"})
-	}
-	targets = append(targets, target{"Redis memory per token (`MEMORY USAGE`, mean)", rep.mem.Usage, 250, false, "B"})
 	p("")
-	p("### Targets (issue 6)")
+	p("### Targets (issue 12)")
 	p("")
 	p("| target | measured | wanted | |")
 	p("|---|---:|---:|---|")
-	for _, t := range targets {
+	for _, t := range rep.targets() {
 		p("%s", t)
 	}
 
@@ -210,63 +249,36 @@ func (rep *report) print(w io.Writer) {
 		p("The flat-cost comparison with %d live tokens failed: %v", o.big, rep.bigErr)
 	}
 	if len(rep.big) > 0 {
-		p("")
-		p("### Flat cost: `/verify` over %d live tokens", rep.bigLive)
-		p("")
-		p("The extra %d tokens were minted through `POST /generate` (%d connections) at %.0f/s. The big load rotates over all of them, the small one over its %d.", rep.bigMem.Tokens, o.connections, rep.bigRate, o.tokens)
-		p("")
-		p("| live tokens | `/verify` req/s | × healthz | p50 ms | p99 ms | tokensvc CPU µs/req | Redis CPU µs/req | non-2xx |")
-		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
-		line := func(n int64, get func(int) load, count int, hz func(int) load) {
-			idx := make([]int, count)
-			for i := range idx {
-				idx[i] = i
-			}
-			f := func(g func(load, load) float64) float64 {
-				return med(idx, func(i int) float64 { return g(get(i), hz(i)) })
-			}
-			p("| %d | %.0f | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f |", n,
-				f(func(l, _ load) float64 { return l.RPS }),
-				f(func(l, h load) float64 { return ratio(l.RPS, h.RPS) }),
-				f(func(l, _ load) float64 { return ms(l.P50) }),
-				f(func(l, _ load) float64 { return ms(l.P99) }),
-				f(func(l, _ load) float64 { return cpuPerReq(l.SvcCPU, l.Requests) }),
-				f(func(l, _ load) float64 { return cpuPerReq(l.RedisCPU, l.Requests) }),
-				f(func(l, _ load) float64 { return float64(l.Failed) }))
-		}
-		line(int64(o.tokens), func(i int) load { return rep.runs[i].verify }, len(rep.runs), func(i int) load { return rep.runs[i].healthz })
-		line(rep.bigLive, func(i int) load { return rep.big[i].verify }, len(rep.big), func(i int) load { return rep.big[i].healthz })
-		cpu := func(l load) float64 { return cpuPerReq(l.SvcCPU+l.RedisCPU, l.Requests) }
-		smallCPU := med(rep.runs, func(r runResult) float64 { return cpu(r.verify) })
-		bigCPU := med(rep.big, func(r bigResult) float64 { return cpu(r.verify) })
-		p("")
-		p("CPU per `/verify`, tokensvc and Redis together (less sensitive to other load on a shared machine than throughput): %.1f µs with %d live tokens, %.1f µs with %d (%+.1f%%).",
-			smallCPU, o.tokens, bigCPU, rep.bigLive, 100*(bigCPU/smallCPU-1))
+		rep.printBig(p)
 	}
 
 	p("")
 	p("### Redis memory per token (%d-byte bundle)", bundleBytes)
 	p("")
-	p("| measure | bytes |")
-	p("|---|---:|")
-	p("| `MEMORY USAGE` per record key, mean of %d sampled by SCAN | %.1f |", rep.mem.Sampled, rep.mem.Usage)
-	p("| key length (prefix, hash tag if any, `t:`, 16 raw bytes of SHA-256) | %.1f |", rep.mem.KeyBytes)
-	p("| value length (`STRLEN`: envelope + sealed bundle) | %.1f |", rep.mem.ValueBytes)
-	p("| `INFO memory` used_memory delta / tokens, %d tokens | %.1f |", rep.mem.Tokens, rep.mem.PerTokenDelta)
+	p("| measure | tokensvc | naive |")
+	p("|---|---:|---:|")
+	p("| `MEMORY USAGE` per record key, mean of %d sampled by SCAN | %.1f | %.1f |", rep.mem.Sampled, rep.mem.Usage, rep.naiveMem.Usage)
+	p("| key length (tokensvc: prefix, hash tag, `t:`, 16 raw bytes of SHA-256; naive: `t:` + the token) | %.1f | %.1f |", rep.mem.KeyBytes, rep.naiveMem.KeyBytes)
+	p("| value length (`STRLEN`; tokensvc: envelope + sealed bundle) | %.1f | %.1f |", rep.mem.ValueBytes, rep.naiveMem.ValueBytes)
+	p("| `INFO memory` used_memory delta / tokens, %d tokens | %.1f | |", rep.mem.Tokens, rep.mem.PerTokenDelta)
 	if rep.bigMem != nil {
-		p("| `INFO memory` used_memory delta / tokens, %d tokens | %.1f |", rep.bigMem.Tokens, rep.bigMem.PerTokenDelta)
+		p("| `INFO memory` used_memory delta / tokens, %d tokens | %.1f | |", rep.bigMem.Tokens, rep.bigMem.PerTokenDelta)
 	}
 
 	p("")
 	p("### Each run")
 	p("")
-	p("| run | healthz req/s | verify | generate | batch | Redis GET | Redis SET | healthz p99 ms | verify p99 ms |")
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	p("| run | healthz req/s | naive verify | verify | × naive | naive verify p99 ms | verify p99 ms | naive generate | generate | × naive | batch tokens/s | × single verify | Redis GET | tokensvc verify peak RSS MiB |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for i, r := range rep.runs {
-		p("| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f |", i+1, r.healthz.RPS, r.verify.RPS, r.generate.RPS, r.batch.RPS, r.redisGet.RPS, r.redisSet.RPS, ms(r.healthz.P99), ms(r.verify.P99))
+		p("| %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f | %.0f | %.1f | %.0f | %.1f |", i+1, r.healthz.RPS,
+			r.naiveVerify.RPS, r.verify.RPS, ratio(r.verify.RPS, r.naiveVerify.RPS), ms(r.naiveVerify.P99), ms(r.verify.P99),
+			r.naiveGenerate.RPS, r.generate.RPS, ratio(r.generate.RPS, r.naiveGenerate.RPS),
+			batchSize*r.batch.RPS, ratio(batchSize*r.batch.RPS, r.verify.RPS), r.redisGet.RPS, mib(r.verify.RSS))
 	}
 	for i, r := range rep.big {
-		p("| big %d | %.0f | %.0f | | | | | %.2f | %.2f |", i+1, r.healthz.RPS, r.verify.RPS, ms(r.healthz.P99), ms(r.verify.P99))
+		p("| big %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | | | | | | | %.1f |", i+1, r.healthz.RPS, r.naiveVerify.RPS, r.verify.RPS,
+			ratio(r.verify.RPS, r.naiveVerify.RPS), ms(r.naiveVerify.P99), ms(r.verify.P99), mib(r.verify.RSS))
 	}
 	p("")
 	var st []string
@@ -274,8 +286,100 @@ func (rep *report) print(w io.Writer) {
 		st = append(st, fmt.Sprintf("%s: %d", k, v))
 	}
 	slices.Sort(st)
-	p("Answers in the service's access log, by route and status (warm-up, preload and sanity checks included): %s. Of the 503s, %d were requests wrk abandoned when a load ended (context canceled). The first %d tokens were minted at %.0f tokens/s through a Go client with %d connections.",
+	p("Answers in tokensvc's access log, by route and status (warm-up, preload and sanity checks included): %s. Of the 503s, %d were requests wrk abandoned when a load ended (context canceled). The first %d tokens were minted at %.0f tokens/s through a Go client with %d connections.",
 		strings.Join(st, ", "), rep.abandoned, o.tokens, rep.preloadRate, o.connections)
+}
+
+// printBig prints the flat-cost comparison.
+func (rep *report) printBig(p func(string, ...any)) {
+	o := rep.o
+	p("")
+	p("### Flat cost: `/verify` over %d live tokens", rep.bigLive)
+	p("")
+	p("The extra %d tokens were minted through `POST /generate` (%d connections) at %.0f/s. The big load rotates over all of them, the small one over its %d; each run of either has a naive `/verify` (over its %d tokens) and a `/healthz` of its own.", rep.bigMem.Tokens, o.connections, rep.bigRate, o.tokens, o.tokens)
+	p("")
+	p("| live tokens | `/verify` req/s | × naive | × healthz | p50 ms | p99 ms | tokensvc CPU µs/req | Redis CPU µs/req | non-2xx |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	line := func(n int64, get func(int) (l, nv, hz load), count int) {
+		idx := make([]int, count)
+		for i := range idx {
+			idx[i] = i
+		}
+		f := func(g func(l, nv, hz load) float64) float64 {
+			return med(idx, func(i int) float64 { return g(get(i)) })
+		}
+		p("| %d | %.0f | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f |", n,
+			f(func(l, _, _ load) float64 { return l.RPS }),
+			f(func(l, nv, _ load) float64 { return ratio(l.RPS, nv.RPS) }),
+			f(func(l, _, h load) float64 { return ratio(l.RPS, h.RPS) }),
+			f(func(l, _, _ load) float64 { return ms(l.P50) }),
+			f(func(l, _, _ load) float64 { return ms(l.P99) }),
+			f(func(l, _, _ load) float64 { return cpuPerReq(l.SvcCPU, l.Requests) }),
+			f(func(l, _, _ load) float64 { return cpuPerReq(l.RedisCPU, l.Requests) }),
+			f(func(l, _, _ load) float64 { return float64(l.Failed) }))
+	}
+	line(int64(o.tokens), func(i int) (load, load, load) {
+		r := rep.runs[i]
+		return r.verify, r.naiveVerify, r.healthz
+	}, len(rep.runs))
+	line(rep.bigLive, func(i int) (load, load, load) {
+		r := rep.big[i]
+		return r.verify, r.naiveVerify, r.healthz
+	}, len(rep.big))
+	cpu := func(l load) float64 { return cpuPerReq(l.SvcCPU+l.RedisCPU, l.Requests) }
+	smallCPU := med(rep.runs, func(r runResult) float64 { return cpu(r.verify) })
+	bigCPU := med(rep.big, func(r bigResult) float64 { return cpu(r.verify) })
+	smallH := med(rep.runs, func(r runResult) float64 { return ratio(r.verify.RPS, r.healthz.RPS) })
+	bigH := med(rep.big, func(r bigResult) float64 { return ratio(r.verify.RPS, r.healthz.RPS) })
+	p("")
+	p("CPU per `/verify`, tokensvc and Redis together (less sensitive to other load on a shared machine than throughput): %.1f µs with %d live tokens, %.1f µs with %d (%+.1f%%). Against `/healthz` instead of the naive server, the drop is %.1f%%.",
+		smallCPU, o.tokens, bigCPU, rep.bigLive, 100*(bigCPU/smallCPU-1), 100*(smallH-bigH)/smallH)
+}
+
+// complete checks that every figure of the report was produced, for the
+// smoke run: every load answered, mostly 2xx, with latencies, CPU and
+// resident set read, and the memory and flat-cost figures there.
+func (rep *report) complete() error {
+	var errs []error
+	check := func(name string, l load, http bool) {
+		switch {
+		case l.RPS <= 0 || l.P50 <= 0 || l.P99 <= 0:
+			errs = append(errs, fmt.Errorf("%s: no throughput or latency (%+v)", name, l))
+		case http && l.Requests <= 0:
+			errs = append(errs, fmt.Errorf("%s: no requests counted", name))
+		case http && l.SvcCPU+l.RedisCPU <= 0:
+			errs = append(errs, fmt.Errorf("%s: no CPU time read", name))
+		case http && l.RSS <= 0:
+			errs = append(errs, fmt.Errorf("%s: no resident set read", name))
+		case http && l.Failed*100 > l.Requests:
+			errs = append(errs, fmt.Errorf("%s: %d of %d answers were not 2xx", name, l.Failed, l.Requests))
+		}
+	}
+	for i, r := range rep.runs {
+		for _, rw := range rep.rows() {
+			check(fmt.Sprintf("run %d, %s", i+1, rw.name), rw.get(r), rw.http)
+		}
+	}
+	if len(rep.big) != rep.o.runs && !rep.o.skipBig {
+		errs = append(errs, fmt.Errorf("flat-cost comparison: %d runs, want %d (%v)", len(rep.big), rep.o.runs, rep.bigErr))
+	}
+	for i, r := range rep.big {
+		check(fmt.Sprintf("big run %d, /healthz", i+1), r.healthz, true)
+		check(fmt.Sprintf("big run %d, naive /verify", i+1), r.naiveVerify, true)
+		check(fmt.Sprintf("big run %d, /verify", i+1), r.verify, true)
+	}
+	if rep.mem.Usage <= 0 || rep.naiveMem.Usage <= 0 || rep.mem.ValueBytes <= 0 {
+		errs = append(errs, errors.New("no MEMORY USAGE figures"))
+	}
+	if rep.peakRSS <= 0 || rep.naivePeakRSS <= 0 {
+		errs = append(errs, errors.New("no peak RSS (VmHWM) read"))
+	}
+	for _, t := range rep.targets() {
+		if t.measured == 0 && !strings.Contains(t.what, "drop") {
+			errs = append(errs, fmt.Errorf("target %q: no figure", t.what))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // accessLogStatuses counts the answers of the service's access log by

@@ -24,6 +24,7 @@ type load struct {
 	SvcCPU   time.Duration
 	RedisCPU time.Duration
 	Cmds     []cmdStat // Redis commands run during the load, most called first
+	RSS      int64     // the server's largest resident set during the load, bytes
 }
 
 // cpuPerReq is the CPU time per request of one process, in µs.
@@ -206,13 +207,10 @@ type scripts struct {
 	verify, verifyBig, batch, generate string
 }
 
-func writeScripts(dir string, o options, tokensFile, bigFile, key string) (scripts, error) {
-	sc := scripts{
-		verify:    filepath.Join(dir, "verify.lua"),
-		verifyBig: filepath.Join(dir, "verify-big.lua"),
-		batch:     filepath.Join(dir, "batch.lua"),
-		generate:  filepath.Join(dir, "generate.lua"),
-	}
+// writeScripts writes the wrk scripts of one side (name) into dir.
+func writeScripts(dir, name string, o options, tokensFile, bigFile, key string) (scripts, error) {
+	path := func(kind string) string { return filepath.Join(dir, name+"-"+kind+".lua") }
+	sc := scripts{verify: path("verify"), verifyBig: path("verify-big"), batch: path("batch"), generate: path("generate")}
 	files := map[string]string{
 		sc.verify:    fmt.Sprintf(verifyLua, luaString(tokensFile), tokenLine, o.threads, tokenLine, tokenLen-1),
 		sc.verifyBig: fmt.Sprintf(verifyLua, luaString(bigFile), tokenLine, o.threads, tokenLine, tokenLen-1),
