@@ -51,6 +51,7 @@ type options struct {
 	keep          bool
 	redisRequests int
 	set           settings
+	profile       string // directory for CPU profiles of tokensvc, "" for none
 }
 
 // settings are extra TOKENSVC_ settings for the service under test, for
@@ -93,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Var(&o.set, "set", "TOKENSVC_NAME=VALUE for the service under test (repeatable), e.g. to compare a lever on and off")
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "stop everything after this long (tokens live 1 h: keep it below)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, scripts, token lists)")
+	fs.StringVar(&o.profile, "profile", "", "build tokensvc with -tags pprof and write a CPU profile of it during each of its loads into this directory (the service is then not quite the release build)")
 	fs.IntVar(&o.redisRequests, "redis-requests", 0, "requests of each redis-benchmark test (default: 20000 per second of -duration)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -126,8 +128,10 @@ type bench struct {
 	o     options
 	dir   string
 	procs servers
-	svc   *side // tokensvc
-	nv    *side // the naive reference
+	svc   *side  // tokensvc
+	nv    *side  // the naive reference
+	pprof string // tokensvc's pprof address with -profile
+	runNo string // names the profiles: "run1", "big2"
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -149,6 +153,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	facts := machineFacts(ctx)
 
 	b := &bench{o: o}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+	}
 	if b.dir, err = os.MkdirTemp("", "tokenbench-"); err != nil {
 		return err
 	}
@@ -263,6 +272,7 @@ func (b *bench) measure(ctx context.Context, stderr io.Writer) (*report, error) 
 
 	for i := range o.runs {
 		progress(stderr, "run %d of %d", i+1, o.runs)
+		b.runNo = fmt.Sprintf("run%d", i+1)
 		r, err := b.oneRun(ctx, i)
 		if err != nil {
 			return nil, err
@@ -296,8 +306,17 @@ func (b *bench) phase(ctx context.Context, sd *side, name, path, script string) 
 	}
 	svc0, red0 := sd.proc.cpu(), sd.redis.cpu()
 	rss := sd.proc.sampleRSS(50 * time.Millisecond)
+	profiled := make(chan error, 1)
+	if b.pprof != "" && sd == b.svc {
+		go func() { profiled <- b.cpuProfile(ctx, name) }()
+	} else {
+		profiled <- nil
+	}
 	l, _, err := runWrk(ctx, b.o, sd.base+path, script)
 	l.RSS = rss()
+	if perr := <-profiled; perr != nil && err == nil {
+		err = perr
+	}
 	if err != nil {
 		return l, fmt.Errorf("%s %s: %w", sd.name, name, err)
 	}
@@ -393,6 +412,7 @@ func (b *bench) bigRuns(ctx context.Context, stderr io.Writer, small []string, r
 	rep.bigLive = int64(len(all))
 	for i := range o.runs {
 		progress(stderr, "big run %d of %d", i+1, o.runs)
+		b.runNo = fmt.Sprintf("big%d", i+1)
 		var r bigResult
 		if r.healthz, err = b.phase(ctx, b.svc, "GET /healthz", "/healthz", ""); err != nil {
 			return err
@@ -406,6 +426,37 @@ func (b *bench) bigRuns(ctx context.Context, stderr io.Writer, small []string, r
 		rep.big = append(rep.big, r)
 	}
 	return nil
+}
+
+// cpuProfile fetches a CPU profile of tokensvc over the middle of a load
+// (a second in from the start, a second before the end) into -profile.
+func (b *bench) cpuProfile(ctx context.Context, load string) error {
+	secs := int(b.o.duration/time.Second) - 2
+	if secs < 1 {
+		secs = 1
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Second):
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprof, secs)
+	c := newClient("", "", 1)
+	c.hc.Timeout = 0 // the profile takes as long as it asks for
+	status, body, err := c.do(ctx, "GET", url, "")
+	if err == nil && status != 200 {
+		err = fmt.Errorf("answered %d: %s", status, body)
+	}
+	if err != nil {
+		return fmt.Errorf("CPU profile of %s: %w", load, err)
+	}
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(load))
+	return os.WriteFile(filepath.Join(b.o.profile, fmt.Sprintf("tokensvc-%s-%s.pprof", b.runNo, strings.Trim(name, "-"))), body, 0o644)
 }
 
 func moduleRoot(ctx context.Context) (string, error) {

@@ -58,7 +58,11 @@ func (b *bench) startAll(ctx context.Context, stderr io.Writer) error {
 	}
 	for _, pkg := range []string{"./cmd/tokensvc", "./cmd/tokenbench/naive"} {
 		progress(stderr, "building %s", pkg)
-		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(b.dir, filepath.Base(pkg)), pkg)
+		args := []string{"build", "-o", filepath.Join(b.dir, filepath.Base(pkg))}
+		if b.o.profile != "" && pkg == "./cmd/tokensvc" {
+			args = append(args, "-tags", "pprof")
+		}
+		build := exec.CommandContext(ctx, "go", append(args, pkg)...)
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
@@ -128,6 +132,14 @@ func (b *bench) startTokensvc(ctx context.Context, stderr io.Writer) error {
 		"TOKENSVC_IDEMPOTENCY_SECRET="+randomHex(32),
 		"TOKENSVC_SHUTDOWN_TIMEOUT=5s",
 	)
+	if b.o.profile != "" {
+		pport, err := freePort()
+		if err != nil {
+			return err
+		}
+		b.pprof = fmt.Sprintf("127.0.0.1:%d", pport)
+		env = append(env, "TOKENSVC_PPROF_ADDR="+b.pprof)
+	}
 	env = append(env, b.o.set...)
 	bin := filepath.Join(b.dir, "tokensvc")
 	migrate := exec.CommandContext(ctx, bin, "migrate")

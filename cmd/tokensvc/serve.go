@@ -37,6 +37,7 @@ const (
 func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func(string)) error {
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting", "version", version())
+	startProfiling(log)
 
 	tel, err := newTelemetry(ctx, cfg, log)
 	if err != nil {
