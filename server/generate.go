@@ -34,13 +34,16 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 	if err := pol.apply(&rec, *req.JSONBody); err != nil {
 		return nil, err
 	}
+	if err := s.access.recheck(ri.caller); err != nil {
+		return nil, err
+	}
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
 
 	var token uuid.UUID
 	var id store.ID
 	if req.Params.IdempotencyKey != nil {
-		token, id, rec, err = s.putIdempotent(sctx, *req.Params.IdempotencyKey, rec)
+		token, id, rec, err = s.putIdempotent(sctx, ri.caller, *req.Params.IdempotencyKey, rec)
 	} else {
 		token, id, err = s.put(sctx, rec)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokensvc/tokensvc/server/keys"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 )
 
 // side is one server under test, on a redis-server of its own: tokensvc,
@@ -41,7 +42,7 @@ type recordsOf struct {
 }
 
 // tokensvcPrefix is the prefix tokensvc runs with: its default, unset.
-const tokensvcPrefix = "tokensvc:"
+const tokensvcPrefix = redisstore.DefaultPrefix
 
 var (
 	tokensvcRecords = recordsOf{tokensvcPrefix + "*", func(k string) bool { return isRecordKey(tokensvcPrefix, k) }}
