@@ -52,6 +52,8 @@ type options struct {
 	redisRequests int
 	set           settings
 	profile       string // directory for CPU profiles of tokensvc, "" for none
+	slice         time.Duration
+	before        string // a tokensvc binary to measure beside this one, "" for none
 }
 
 // settings are extra TOKENSVC_ settings for the service under test, for
@@ -95,6 +97,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "stop everything after this long (tokens live 1 h: keep it below)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, scripts, token lists)")
 	fs.StringVar(&o.profile, "profile", "", "build tokensvc with -tags pprof and write a CPU profile of it during each of its loads into this directory (the service is then not quite the release build)")
+	fs.DurationVar(&o.slice, "slice", 2*time.Second, "loads compared with each other run in turns, in slices this long (whole seconds), so each sees the same share of the machine's other work")
+	fs.StringVar(&o.before, "before", "", "a tokensvc binary (built from an earlier commit) to run beside this one, on a Redis of its own, in the same turns: a lever's before and after in one run")
 	fs.IntVar(&o.redisRequests, "redis-requests", 0, "requests of each redis-benchmark test (default: 20000 per second of -duration)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -108,14 +112,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	case o.runs < 1, o.connections < 1, o.threads < 1, o.threads > o.connections:
 		return o, errors.New("need -runs >= 1 and 1 <= -threads <= -connections")
-	case o.duration < time.Second:
-		return o, errors.New("-duration must be at least 1s")
+	case o.duration < time.Second, o.slice < time.Second:
+		return o, errors.New("-duration and -slice must be at least 1s")
 	case o.tokens < batchSize:
 		return o, fmt.Errorf("-tokens must be at least %d (one batch)", batchSize)
 	case !o.skipBig && o.big <= o.tokens:
 		return o, errors.New("-big must be above -tokens (or -skip-big)")
 	}
-	o.duration = o.duration.Truncate(time.Second)
+	o.duration, o.slice = o.duration.Truncate(time.Second), min(o.slice.Truncate(time.Second), o.duration.Truncate(time.Second))
 	if o.redisRequests <= 0 {
 		o.redisRequests = 20_000 * int(o.duration/time.Second)
 	}
@@ -130,6 +134,7 @@ type bench struct {
 	procs servers
 	svc   *side  // tokensvc
 	nv    *side  // the naive reference
+	bf    *side  // with -before: the earlier tokensvc, else nil
 	pprof string // tokensvc's pprof address with -profile
 	runNo string // names the profiles: "run1", "big2"
 }
@@ -239,10 +244,28 @@ func (b *bench) measure(ctx context.Context, stderr io.Writer) (*report, error) 
 		return nil, fmt.Errorf("sanity check of the naive server: %w", err)
 	}
 
-	for _, s := range []struct {
+	sides := []struct {
 		sd     *side
 		tokens []string
-	}{{b.svc, tokens}, {b.nv, naiveTokens}} {
+	}{{b.svc, tokens}, {b.nv, naiveTokens}}
+	if b.bf != nil {
+		progress(stderr, "minting %d tokens through the earlier tokensvc's POST /generate", o.tokens)
+		bfTokens, _, err := b.bf.cli.preload(ctx, 0, o.tokens, o.connections)
+		if err != nil {
+			return nil, fmt.Errorf("earlier tokensvc: %w", err)
+		}
+		if err := b.bf.cli.sanity(ctx, bfTokens, true); err != nil {
+			return nil, fmt.Errorf("sanity check of the earlier tokensvc: %w", err)
+		}
+		if rep.beforeMem, err = sampleMemory(ctx, b.bf.rc, b.bf.records, 1000); err != nil {
+			return nil, err
+		}
+		sides = append(sides, struct {
+			sd     *side
+			tokens []string
+		}{b.bf, bfTokens})
+	}
+	for _, s := range sides {
 		if s.sd.keep, err = recordKeys(ctx, s.sd.rc, s.sd.records); err != nil {
 			return nil, err
 		}
@@ -259,7 +282,7 @@ func (b *bench) measure(ctx context.Context, stderr io.Writer) (*report, error) 
 	progress(stderr, "warming up")
 	warm := o
 	warm.duration = o.warmup
-	for _, sd := range []*side{b.nv, b.svc} {
+	for _, sd := range b.sides() {
 		for _, w := range [][2]string{{"/", sd.scripts.verify}, {"/generate", sd.scripts.generate}} {
 			if _, out, err := runWrk(ctx, warm, sd.base+w[0], w[1]); err != nil {
 				return nil, fmt.Errorf("warm-up of %s: %w\n%s", sd.name, err, out)
@@ -295,92 +318,126 @@ func (b *bench) measure(ctx context.Context, stderr io.Writer) (*report, error) 
 	}
 	rep.peakRSS = b.svc.proc.peakRSS()
 	rep.naivePeakRSS = b.nv.proc.peakRSS()
+	rep.before = b.bf != nil
 	return rep, nil
 }
 
-// phase runs one wrk load on sd and charges the CPU its server and its
-// Redis used meanwhile to it, and notes the server's largest resident set.
-func (b *bench) phase(ctx context.Context, sd *side, name, path, script string) (load, error) {
+// sides are the servers under test.
+func (b *bench) sides() []*side {
+	if b.bf != nil {
+		return []*side{b.nv, b.svc, b.bf}
+	}
+	return []*side{b.nv, b.svc}
+}
+
+// member is one load of a group: a server, the wrk script and URL path,
+// and where its figures go.
+type member struct {
+	sd     *side
+	name   string
+	path   string
+	script string
+	into   *load
+}
+
+// group runs the loads of members in turns: each in slices of -slice,
+// one slice of every member after the other, until each has run for
+// -duration; then each member's slices are added up. Loads compared with
+// each other so meet the same share of whatever else the machine does
+// meanwhile (other processes come and go by the second on a shared
+// machine). Run by run, a different member goes first.
+func (b *bench) group(ctx context.Context, run int, members []member) error {
+	parts := make([][]load, len(members))
+	for slice, left := 0, b.o.duration; left > 0; slice++ {
+		d := min(b.o.slice, left)
+		left -= d
+		for j := range members {
+			k := (j + run) % len(members)
+			l, err := b.phase(ctx, members[k], d, slice)
+			if err != nil {
+				return err
+			}
+			parts[k] = append(parts[k], l)
+		}
+	}
+	for k, m := range members {
+		*m.into = merge(parts[k])
+	}
+	return nil
+}
+
+// phase runs one slice of a member's load (d long) and charges the CPU
+// its server and that server's Redis used meanwhile to it, and notes the
+// server's largest resident set.
+func (b *bench) phase(ctx context.Context, m member, d time.Duration, slice int) (load, error) {
+	sd := m.sd
 	if err := sd.rc.ConfigResetStat(ctx).Err(); err != nil {
 		return load{}, err
 	}
 	svc0, red0 := sd.proc.cpu(), sd.redis.cpu()
 	rss := sd.proc.sampleRSS(50 * time.Millisecond)
 	profiled := make(chan error, 1)
-	if b.pprof != "" && sd == b.svc {
-		go func() { profiled <- b.cpuProfile(ctx, name) }()
+	if b.pprof != "" && sd == b.svc && d >= 2*time.Second {
+		go func() { profiled <- b.cpuProfile(ctx, m.name, d, slice) }()
 	} else {
 		profiled <- nil
 	}
-	l, _, err := runWrk(ctx, b.o, sd.base+path, script)
+	o := b.o
+	o.duration = d
+	l, _, err := runWrk(ctx, o, sd.base+m.path, m.script)
 	l.RSS = rss()
 	if perr := <-profiled; perr != nil && err == nil {
 		err = perr
 	}
 	if err != nil {
-		return l, fmt.Errorf("%s %s: %w", sd.name, name, err)
+		return l, fmt.Errorf("%s %s: %w", sd.name, m.name, err)
 	}
 	l.SvcCPU, l.RedisCPU = sd.proc.cpu()-svc0, sd.redis.cpu()-red0
 	if l.Cmds, err = commandStats(ctx, sd.rc); err != nil {
 		return l, err
 	}
 	if sd.proc.exited() {
-		return l, fmt.Errorf("%s %s: %s exited; see its log", sd.name, name, sd.name)
+		return l, fmt.Errorf("%s %s: %s exited; see its log", sd.name, m.name, sd.name)
 	}
 	return l, nil
 }
 
-// oneRun measures every load once. The naive server and tokensvc take
-// turns going first, run by run, so neither is always the one that meets
-// the machine's other load first.
+// oneRun measures every load once: the reads (/healthz, both servers'
+// /verify, the batch) in turns, then both servers' /generate in turns.
 func (b *bench) oneRun(ctx context.Context, i int) (runResult, error) {
 	var r runResult
-	var err error
-	if r.healthz, err = b.phase(ctx, b.svc, "GET /healthz", "/healthz", ""); err != nil {
+	reads := []member{
+		{b.svc, "GET /healthz", "/healthz", b.svc.scripts.healthz, &r.healthz},
+		{b.nv, "GET /verify", "/", b.nv.scripts.verify, &r.naiveVerify},
+		{b.svc, "GET /verify", "/", b.svc.scripts.verify, &r.verify},
+		{b.svc, "POST /verify/batch", "/", b.svc.scripts.batch, &r.batch},
+	}
+	mints := []member{
+		{b.nv, "POST /generate", "/generate", b.nv.scripts.generate, &r.naiveGenerate},
+		{b.svc, "POST /generate", "/generate", b.svc.scripts.generate, &r.generate},
+	}
+	if b.bf != nil {
+		reads = append(reads,
+			member{b.bf, "GET /verify", "/", b.bf.scripts.verify, &r.beforeVerify},
+			member{b.bf, "POST /verify/batch", "/", b.bf.scripts.batch, &r.beforeBatch})
+		mints = append(mints, member{b.bf, "POST /generate", "/generate", b.bf.scripts.generate, &r.beforeGenerate})
+	}
+	if err := b.group(ctx, i, reads); err != nil {
 		return r, err
 	}
-	pair := func(path string, svcScript, naiveScript string, svcLoad, naiveLoad *load) error {
-		steps := []func() error{
-			func() (err error) { *naiveLoad, err = b.phase(ctx, b.nv, path, pathOf(path), naiveScript); return err },
-			func() (err error) { *svcLoad, err = b.phase(ctx, b.svc, path, pathOf(path), svcScript); return err },
-		}
-		if i%2 == 1 {
-			steps[0], steps[1] = steps[1], steps[0]
-		}
-		for _, step := range steps {
-			if err := step(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := pair("GET /verify", b.svc.scripts.verify, b.nv.scripts.verify, &r.verify, &r.naiveVerify); err != nil {
+	if err := b.group(ctx, i, mints); err != nil {
 		return r, err
 	}
-	if r.batch, err = b.phase(ctx, b.svc, "POST /verify/batch", "/", b.svc.scripts.batch); err != nil {
-		return r, err
-	}
-	if err := pair("POST /generate", b.svc.scripts.generate, b.nv.scripts.generate, &r.generate, &r.naiveGenerate); err != nil {
-		return r, err
-	}
-	for _, sd := range []*side{b.svc, b.nv} {
+	for _, sd := range b.sides() {
 		if _, err := dropOthers(ctx, sd.rc, sd.records, sd.keep); err != nil {
 			return r, err
 		}
 	}
+	var err error
 	if r.redisGet, r.redisSet, err = redisBench(ctx, b.o, b.svc.rport, b.svc.redis); err != nil {
 		return r, err
 	}
 	return r, nil
-}
-
-// pathOf is the URL path wrk is started with for a load: the verify
-// scripts build their own requests.
-func pathOf(load string) string {
-	if strings.HasSuffix(load, "/generate") {
-		return "/generate"
-	}
-	return "/"
 }
 
 // bigRuns mints tokens up to -big and measures /verify over all of them,
@@ -414,13 +471,11 @@ func (b *bench) bigRuns(ctx context.Context, stderr io.Writer, small []string, r
 		progress(stderr, "big run %d of %d", i+1, o.runs)
 		b.runNo = fmt.Sprintf("big%d", i+1)
 		var r bigResult
-		if r.healthz, err = b.phase(ctx, b.svc, "GET /healthz", "/healthz", ""); err != nil {
-			return err
-		}
-		if r.naiveVerify, err = b.phase(ctx, b.nv, "GET /verify", "/", b.nv.scripts.verify); err != nil {
-			return err
-		}
-		if r.verify, err = b.phase(ctx, b.svc, "GET /verify (big)", "/", b.svc.scripts.verifyBig); err != nil {
+		if err := b.group(ctx, i, []member{
+			{b.svc, "GET /healthz", "/healthz", b.svc.scripts.healthz, &r.healthz},
+			{b.nv, "GET /verify", "/", b.nv.scripts.verify, &r.naiveVerify},
+			{b.svc, "GET /verify (big)", "/", b.svc.scripts.verifyBig, &r.verify},
+		}); err != nil {
 			return err
 		}
 		rep.big = append(rep.big, r)
@@ -428,19 +483,16 @@ func (b *bench) bigRuns(ctx context.Context, stderr io.Writer, small []string, r
 	return nil
 }
 
-// cpuProfile fetches a CPU profile of tokensvc over the middle of a load
-// (a second in from the start, a second before the end) into -profile.
-func (b *bench) cpuProfile(ctx context.Context, load string) error {
-	secs := int(b.o.duration/time.Second) - 2
-	if secs < 1 {
-		secs = 1
-	}
+// cpuProfile fetches a CPU profile of tokensvc over the middle of one
+// slice of a load (d long: from half a second in, d less a second) into
+// -profile.
+func (b *bench) cpuProfile(ctx context.Context, load string, d time.Duration, slice int) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(time.Second):
+	case <-time.After(500 * time.Millisecond):
 	}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprof, secs)
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprof, int((d-time.Second)/time.Second))
 	c := newClient("", "", 1)
 	c.hc.Timeout = 0 // the profile takes as long as it asks for
 	status, body, err := c.do(ctx, "GET", url, "")
@@ -456,7 +508,7 @@ func (b *bench) cpuProfile(ctx context.Context, load string) error {
 		}
 		return '-'
 	}, strings.ToLower(load))
-	return os.WriteFile(filepath.Join(b.o.profile, fmt.Sprintf("tokensvc-%s-%s.pprof", b.runNo, strings.Trim(name, "-"))), body, 0o644)
+	return os.WriteFile(filepath.Join(b.o.profile, fmt.Sprintf("tokensvc-%s-%s-%d.pprof", b.runNo, strings.Trim(name, "-"), slice)), body, 0o644)
 }
 
 func moduleRoot(ctx context.Context) (string, error) {

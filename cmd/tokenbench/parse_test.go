@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestParseRedisBenchCSV(t *testing.T) {
 func TestCommandStatsLine(t *testing.T) {
 	info := "# Commandstats\r\ncmdstat_evalsha:calls=113,usec=1096,usec_per_call=9.70,rejected_calls=0,failed_calls=0\r\ncmdstat_get:calls=7,usec=5,usec_per_call=0.71,rejected_calls=0,failed_calls=0\r\n"
 	m := cmdstatLine.FindAllStringSubmatch(info, -1)
-	if len(m) != 2 || m[0][1] != "evalsha" || m[0][2] != "113" || m[0][3] != "9.70" || m[1][1] != "get" {
+	if len(m) != 2 || m[0][1] != "evalsha" || m[0][2] != "113" || m[0][3] != "1096" || m[0][4] != "9.70" || m[1][1] != "get" {
 		t.Fatalf("matches = %q", m)
 	}
 }
@@ -119,5 +120,37 @@ func TestIsRecordKey(t *testing.T) {
 		if got := isRecordKey("tokensvc:", c.key); got != c.want {
 			t.Errorf("isRecordKey(%q) = %v, want %v", c.key, got, c.want)
 		}
+	}
+}
+
+// Loads run in slices add up to one: requests, time and CPU summed,
+// throughput over the whole, percentiles from the merged distributions
+// that luaDone prints.
+func TestMergeSlices(t *testing.T) {
+	out := func(us int64, hist string) string {
+		return "Requests/sec: 1\n     50%  1.00ms\n     99%  2.00ms\n" +
+			"tokenbench-summary " + strconv.FormatInt(us, 10) + " 100\n" + hist
+	}
+	a, err := parseWrk(out(1_000_000, "tokenbench-latency 100 50\ntokenbench-latency 200 49\ntokenbench-latency 5000 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseWrk(out(1_000_000, "tokenbench-latency 100 10\ntokenbench-latency 300 90\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SvcCPU, b.SvcCPU = time.Second, 2*time.Second
+	a.Cmds = []cmdStat{{Name: "evalsha", Calls: 10, Usec: 100}}
+	b.Cmds = []cmdStat{{Name: "evalsha", Calls: 30, Usec: 500}, {Name: "get", Calls: 1, Usec: 1}}
+	m := merge([]load{a, b})
+	if m.Requests != 200 || m.RPS != 100 || m.SvcCPU != 3*time.Second {
+		t.Errorf("merged %d requests at %.1f/s, CPU %s; want 200, 100/s, 3s", m.Requests, m.RPS, m.SvcCPU)
+	}
+	// 200 latencies: 60 at 100 µs, 49 at 200, 90 at 300, 1 at 5 ms.
+	if m.P50 != 200*time.Microsecond || m.P99 != 300*time.Microsecond {
+		t.Errorf("merged p50 %s, p99 %s; want 200µs, 300µs", m.P50, m.P99)
+	}
+	if len(m.Cmds) != 2 || m.Cmds[0].Name != "evalsha" || m.Cmds[0].Calls != 40 || m.Cmds[0].UsecPerCall != 15 {
+		t.Errorf("merged commands %+v", m.Cmds)
 	}
 }

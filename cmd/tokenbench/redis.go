@@ -208,10 +208,11 @@ func dropOthers(ctx context.Context, c *redis.Client, rs recordsOf, keep map[str
 type cmdStat struct {
 	Name        string
 	Calls       int64
+	Usec        int64
 	UsecPerCall float64
 }
 
-var cmdstatLine = regexp.MustCompile(`(?m)^cmdstat_([^:]+):calls=(\d+),usec=\d+,usec_per_call=([0-9.]+)`)
+var cmdstatLine = regexp.MustCompile(`(?m)^cmdstat_([^:]+):calls=(\d+),usec=(\d+),usec_per_call=([0-9.]+)`)
 
 // commandStats reads INFO commandstats, leaving out the commands
 // tokenbench itself sends between loads.
@@ -227,8 +228,9 @@ func commandStats(ctx context.Context, c *redis.Client) ([]cmdStat, error) {
 			continue
 		}
 		calls, _ := strconv.ParseInt(m[2], 10, 64)
-		usec, _ := strconv.ParseFloat(m[3], 64)
-		out = append(out, cmdStat{Name: m[1], Calls: calls, UsecPerCall: usec})
+		usec, _ := strconv.ParseInt(m[3], 10, 64)
+		perCall, _ := strconv.ParseFloat(m[4], 64)
+		out = append(out, cmdStat{Name: m[1], Calls: calls, Usec: usec, UsecPerCall: perCall})
 	}
 	slices.SortFunc(out, func(a, b cmdStat) int { return cmp.Compare(b.Calls, a.Calls) })
 	return out, nil

@@ -26,6 +26,8 @@ func redisClient(port int) *redis.Client {
 // runResult is one run of every load.
 type runResult struct {
 	healthz, verify, naiveVerify, batch, generate, naiveGenerate, redisGet, redisSet load
+	// With -before: the earlier tokensvc's loads, in the same turns.
+	beforeVerify, beforeBatch, beforeGenerate load
 }
 
 // bigResult is one run of the flat-cost comparison.
@@ -38,6 +40,8 @@ type report struct {
 	preloadRate  float64
 	mem          memory
 	naiveMem     memory
+	beforeMem    memory
+	before       bool // an earlier tokensvc ran beside (-before)
 	runs         []runResult
 	big          []bigResult
 	bigMem       *memory
@@ -191,7 +195,7 @@ func (rep *report) print(w io.Writer) {
 	p("- tokensvc: on its own redis-server (loopback, no persistence), `tokensvc migrate` run first, one partner key (sha256 form), access log at info to a file, metrics on (`/metrics`), brute-force guard at its default (100 failures/m per address), admin API and Idempotency-Key on, every other setting at its default%s", set)
 	p("- naive: `cmd/tokenbench/naive` (Echo v4, go-redis v9 defaults, one `GET` per verify, one `SET … EX` per mint, constant-time key check, nothing else) on a redis-server of its own; its tokens minted through its own `/generate`; the same wrk scripts")
 	p("")
-	p("Medians of %d runs. Ratios are taken within each run, then the median of those; × naive compares with the naive server's same load of the same run (the two take turns going first).", len(rep.runs))
+	p("Medians of %d runs. Ratios are taken within each run, then the median of those; × naive compares with the naive server's same load of the same run. Loads compared with each other run in turns, %s slices of each in a row (`/healthz`, the naive `/verify`, `/verify`, the batch; then both `/generate`), and each load's slices are added up (latency percentiles from the merged distributions).", len(rep.runs), o.slice)
 	p("")
 	p("| load | req/s | × naive | × healthz | p50 ms | p99 ms | p99 × naive | p99 × healthz | server CPU µs/req | its Redis CPU µs/req | server peak RSS MiB | non-2xx |")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -218,6 +222,9 @@ func (rep *report) print(w io.Writer) {
 			red = fmt.Sprintf("%.1f", med(rep.runs, func(r runResult) float64 { return float64(rw.get(r).RedisCPU.Microseconds()) / n }))
 		}
 		p("| %s | %.0f | %s | %.2f | %.2f | %.2f | %s | %.2f | %s | %s | %s | %s |", rw.name, rps, xn, x, p50, p99, p99n, p99x, svc, red, rss, failed)
+	}
+	if rep.before {
+		rep.printBefore(p)
 	}
 	p("")
 	p("Server peak RSS is the largest resident set sampled every 50 ms during the load. tokensvc's VmHWM at the end of the whole benchmark (minting included): %.1f MiB; the naive server's: %.1f MiB.", mib(rep.peakRSS), mib(rep.naivePeakRSS))
@@ -288,6 +295,45 @@ func (rep *report) print(w io.Writer) {
 	slices.Sort(st)
 	p("Answers in tokensvc's access log, by route and status (warm-up, preload and sanity checks included): %s. Of the 503s, %d were requests wrk abandoned when a load ended (context canceled). The first %d tokens were minted at %.0f tokens/s through a Go client with %d connections.",
 		strings.Join(st, ", "), rep.abandoned, o.tokens, rep.preloadRate, o.connections)
+}
+
+// printBefore compares tokensvc with the earlier build run beside it
+// (-before), in the same turns.
+func (rep *report) printBefore(p func(string, ...any)) {
+	p("")
+	p("### This build against the earlier one (`-before`), in the same turns")
+	p("")
+	p("| load | before req/s | after req/s | after ÷ before | before × naive | after × naive | before p99 ms | after p99 ms | before CPU µs/req (service + Redis) | after CPU µs/req |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	cpu := func(l load) float64 { return cpuPerReq(l.SvcCPU+l.RedisCPU, l.Requests) }
+	for _, rw := range []struct {
+		name                string
+		before, after, base func(runResult) load
+	}{
+		{"`GET /verify`", func(r runResult) load { return r.beforeVerify }, func(r runResult) load { return r.verify }, func(r runResult) load { return r.naiveVerify }},
+		{fmt.Sprintf("`POST /verify/batch` (%d tokens)", batchSize), func(r runResult) load { return r.beforeBatch }, func(r runResult) load { return r.batch }, nil},
+		{"`POST /generate`", func(r runResult) load { return r.beforeGenerate }, func(r runResult) load { return r.generate }, func(r runResult) load { return r.naiveGenerate }},
+	} {
+		xb, xa := "–", "–"
+		if rw.base != nil {
+			xb = fmt.Sprintf("%.2f", med(rep.runs, func(r runResult) float64 { return ratio(rw.before(r).RPS, rw.base(r).RPS) }))
+			xa = fmt.Sprintf("%.2f", med(rep.runs, func(r runResult) float64 { return ratio(rw.after(r).RPS, rw.base(r).RPS) }))
+		}
+		p("| %s | %.0f | %.0f | %.3f | %s | %s | %.2f | %.2f | %.1f | %.1f |", rw.name,
+			med(rep.runs, func(r runResult) float64 { return rw.before(r).RPS }),
+			med(rep.runs, func(r runResult) float64 { return rw.after(r).RPS }),
+			med(rep.runs, func(r runResult) float64 { return ratio(rw.after(r).RPS, rw.before(r).RPS) }),
+			xb, xa,
+			med(rep.runs, func(r runResult) float64 { return ms(rw.before(r).P99) }),
+			med(rep.runs, func(r runResult) float64 { return ms(rw.after(r).P99) }),
+			med(rep.runs, func(r runResult) float64 { return cpu(rw.before(r)) }),
+			med(rep.runs, func(r runResult) float64 { return cpu(rw.after(r)) }))
+	}
+	p("")
+	p("Redis `MEMORY USAGE` per token: before %.1f B, after %.1f B; `/verify` peak RSS: before %.1f MiB, after %.1f MiB.",
+		rep.beforeMem.Usage, rep.mem.Usage,
+		med(rep.runs, func(r runResult) float64 { return mib(r.beforeVerify.RSS) }),
+		med(rep.runs, func(r runResult) float64 { return mib(r.verify.RSS) }))
 }
 
 // printBig prints the flat-cost comparison.

@@ -71,13 +71,25 @@ func (b *bench) startAll(ctx context.Context, stderr io.Writer) error {
 	}
 	b.svc = &side{name: "tokensvc", records: tokensvcRecords}
 	b.nv = &side{name: "naive", records: naiveRecords}
-	for _, sd := range []*side{b.svc, b.nv} {
+	if b.o.before != "" {
+		b.bf = &side{name: "before", records: tokensvcRecords}
+	}
+	for _, sd := range b.sides() {
 		if err := b.startRedis(ctx, stderr, sd); err != nil {
 			return err
 		}
 	}
-	if err := b.startTokensvc(ctx, stderr); err != nil {
+	if err := b.startTokensvc(ctx, stderr, b.svc, filepath.Join(b.dir, "tokensvc")); err != nil {
 		return err
+	}
+	if b.bf != nil {
+		bin, err := filepath.Abs(b.o.before)
+		if err != nil {
+			return err
+		}
+		if err := b.startTokensvc(ctx, stderr, b.bf, bin); err != nil {
+			return fmt.Errorf("-before %s: %w", b.o.before, err)
+		}
 	}
 	return b.startNaive(ctx, stderr)
 }
@@ -110,10 +122,9 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// startTokensvc migrates tokensvc's Redis and starts tokensvc as in
-// production.
-func (b *bench) startTokensvc(ctx context.Context, stderr io.Writer) error {
-	sd := b.svc
+// startTokensvc migrates sd's Redis and starts the tokensvc binary bin on
+// it as in production.
+func (b *bench) startTokensvc(ctx context.Context, stderr io.Writer, sd *side, bin string) error {
 	sd.key = "pk_bench_" + randomHex(24)
 	port, err := freePort()
 	if err != nil {
@@ -133,7 +144,7 @@ func (b *bench) startTokensvc(ctx context.Context, stderr io.Writer) error {
 		"TOKENSVC_IDEMPOTENCY_SECRET="+randomHex(32),
 		"TOKENSVC_SHUTDOWN_TIMEOUT=5s",
 	)
-	if b.o.profile != "" {
+	if b.o.profile != "" && sd == b.svc {
 		pport, err := freePort()
 		if err != nil {
 			return err
@@ -142,7 +153,6 @@ func (b *bench) startTokensvc(ctx context.Context, stderr io.Writer) error {
 		env = append(env, "TOKENSVC_PPROF_ADDR="+b.pprof)
 	}
 	env = append(env, b.o.set...)
-	bin := filepath.Join(b.dir, "tokensvc")
 	migrate := exec.CommandContext(ctx, bin, "migrate")
 	migrate.Env = env
 	if out, err := migrate.CombinedOutput(); err != nil {
@@ -150,11 +160,11 @@ func (b *bench) startTokensvc(ctx context.Context, stderr io.Writer) error {
 	}
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = env
-	progress(stderr, "starting tokensvc on %s", sd.base)
+	progress(stderr, "starting %s (%s) on %s", sd.name, bin, sd.base)
 	if err := b.startServer(sd, cmd); err != nil {
 		return err
 	}
-	return waitFor(ctx, sd.proc, 30*time.Second, "tokensvc /readyz", func(ctx context.Context) error {
+	return waitFor(ctx, sd.proc, 30*time.Second, sd.name+" /readyz", func(ctx context.Context) error {
 		status, body, err := sd.cli.do(ctx, "GET", "/readyz", "")
 		if err == nil && status != 200 {
 			err = fmt.Errorf("/readyz answered %d: %s", status, body)

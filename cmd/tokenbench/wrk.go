@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +28,80 @@ type load struct {
 	RedisCPU time.Duration
 	Cmds     []cmdStat // Redis commands run during the load, most called first
 	RSS      int64     // the server's largest resident set during the load, bytes
+	Elapsed  time.Duration
+	Hist     []bucket // wrk's latency distribution: every distinct µs value, ascending
+}
+
+// bucket is one value of a latency distribution and how often it was seen.
+type bucket struct{ us, n int64 }
+
+// merge adds up loads of one server measured in slices: requests, time,
+// CPU and Redis commands are summed, throughput and percentiles taken
+// over the whole (from the latency distributions), RSS is the largest.
+func merge(parts []load) load {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	var m load
+	counts := map[int64]int64{}
+	cmds := map[string]*cmdStat{}
+	var names []string
+	for _, p := range parts {
+		m.Requests += p.Requests
+		m.Failed += p.Failed
+		m.SvcCPU += p.SvcCPU
+		m.RedisCPU += p.RedisCPU
+		m.Elapsed += p.Elapsed
+		m.RSS = max(m.RSS, p.RSS)
+		if p.Socket != "" && !strings.Contains(m.Socket, p.Socket) {
+			m.Socket = strings.TrimPrefix(m.Socket+"; "+p.Socket, "; ")
+		}
+		for _, b := range p.Hist {
+			counts[b.us] += b.n
+		}
+		for _, c := range p.Cmds {
+			if cmds[c.Name] == nil {
+				cmds[c.Name] = &cmdStat{Name: c.Name}
+				names = append(names, c.Name)
+			}
+			cmds[c.Name].Calls += c.Calls
+			cmds[c.Name].Usec += c.Usec
+		}
+	}
+	for us, n := range counts {
+		m.Hist = append(m.Hist, bucket{us, n})
+	}
+	slices.SortFunc(m.Hist, func(a, b bucket) int { return cmp.Compare(a.us, b.us) })
+	m.P50, m.P99 = percentile(m.Hist, 50), percentile(m.Hist, 99)
+	if m.Elapsed > 0 {
+		m.RPS = float64(m.Requests) / m.Elapsed.Seconds()
+	}
+	for _, name := range names {
+		c := cmds[name]
+		if c.Calls > 0 {
+			c.UsecPerCall = float64(c.Usec) / float64(c.Calls)
+		}
+		m.Cmds = append(m.Cmds, *c)
+	}
+	slices.SortFunc(m.Cmds, func(a, b cmdStat) int { return cmp.Compare(b.Calls, a.Calls) })
+	return m
+}
+
+// percentile is the smallest latency at or below which p percent of the
+// distribution lies.
+func percentile(h []bucket, p float64) time.Duration {
+	var total int64
+	for _, b := range h {
+		total += b.n
+	}
+	want := int64(math.Ceil(float64(total) * p / 100))
+	var seen int64
+	for _, b := range h {
+		if seen += b.n; seen >= want {
+			return time.Duration(b.us) * time.Microsecond
+		}
+	}
+	return 0
 }
 
 // cpuPerReq is the CPU time per request of one process, in µs.
@@ -68,6 +145,9 @@ var (
 	wrkPct      = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s|m|h)\s*$`)
 	wrkNon2xx   = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses:\s+(\d+)`)
 	wrkSocket   = regexp.MustCompile(`(?m)^\s*Socket errors:.*$`)
+	// What luaDone prints.
+	wrkSummary = regexp.MustCompile(`(?m)^tokenbench-summary (\d+) (\d+)$`)
+	wrkBucket  = regexp.MustCompile(`(?m)^tokenbench-latency (\d+) (\d+)$`)
 )
 
 // parseWrk reads the figures of `wrk --latency` output.
@@ -99,6 +179,16 @@ func parseWrk(out string) (load, error) {
 		l.Failed, _ = strconv.ParseInt(m[1], 10, 64)
 	}
 	l.Socket = strings.TrimSpace(wrkSocket.FindString(out))
+	if m := wrkSummary.FindStringSubmatch(out); m != nil {
+		us, _ := strconv.ParseInt(m[1], 10, 64)
+		l.Elapsed = time.Duration(us) * time.Microsecond
+		l.Requests, _ = strconv.ParseInt(m[2], 10, 64)
+	}
+	for _, m := range wrkBucket.FindAllStringSubmatch(out, -1) {
+		us, _ := strconv.ParseInt(m[1], 10, 64)
+		n, _ := strconv.ParseInt(m[2], 10, 64)
+		l.Hist = append(l.Hist, bucket{us, n})
+	}
 	return l, nil
 }
 
@@ -127,6 +217,19 @@ local function read_tokens(path)
     if #line > 0 then t[#t + 1] = line end
   end
   return t
+end
+`
+
+// luaDone, in every script, prints the run's length, its requests and
+// its whole latency distribution (each distinct µs value and its count),
+// so that loads run in slices can be added up exactly.
+const luaDone = `
+function done(summary, latency, requests)
+  io.write(string.format("tokenbench-summary %d %d\n", summary.duration, summary.requests))
+  for i = 1, #latency do
+    local v, n = latency(i)
+    io.write(string.format("tokenbench-latency %d %d\n", v, n))
+  end
 end
 `
 
@@ -204,21 +307,22 @@ func luaString(s string) string {
 
 // scripts are the paths of the generated wrk scripts.
 type scripts struct {
-	verify, verifyBig, batch, generate string
+	healthz, verify, verifyBig, batch, generate string
 }
 
 // writeScripts writes the wrk scripts of one side (name) into dir.
 func writeScripts(dir, name string, o options, tokensFile, bigFile, key string) (scripts, error) {
 	path := func(kind string) string { return filepath.Join(dir, name+"-"+kind+".lua") }
-	sc := scripts{verify: path("verify"), verifyBig: path("verify-big"), batch: path("batch"), generate: path("generate")}
+	sc := scripts{healthz: path("healthz"), verify: path("verify"), verifyBig: path("verify-big"), batch: path("batch"), generate: path("generate")}
 	files := map[string]string{
+		sc.healthz:   "",
 		sc.verify:    fmt.Sprintf(verifyLua, luaString(tokensFile), tokenLine, o.threads, tokenLine, tokenLen-1),
 		sc.verifyBig: fmt.Sprintf(verifyLua, luaString(bigFile), tokenLine, o.threads, tokenLine, tokenLen-1),
 		sc.batch:     fmt.Sprintf(batchLua, luaString(tokensFile), batchSize, o.threads),
 		sc.generate:  fmt.Sprintf(generateLua, luaString(bundle(0)), luaString(key)),
 	}
 	for path, text := range files {
-		if err := os.WriteFile(path, []byte("-- generated by tokenbench\n"+text), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte("-- generated by tokenbench\n"+text+luaDone), 0o644); err != nil {
 			return sc, err
 		}
 	}
