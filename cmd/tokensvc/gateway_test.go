@@ -456,6 +456,7 @@ func TestGatewayNginxPrivateFieldsNeedTheSecret(t *testing.T) {
 	if code != http.StatusUnauthorized || !strings.Contains(body, `"error":"unauthorized"`) || len(h.Values("X-Token-Userid")) != 0 {
 		t.Errorf("direct /auth with a wrong secret: %d %v %s, want 401 unauthorized", code, h, body)
 	}
+	in.stop() // every access line written out
 	if strings.Contains(in.stdout.String()+in.stderr.String(), gatewaySecret) {
 		t.Error("the gateway secret reached tokensvc's log")
 	}

@@ -36,7 +36,11 @@ const (
 )
 
 func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func(string)) error {
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// Deferred first, so it runs last: every line logged before serve
+	// returns is written out.
+	lw := newLogWriter(stdout, logFlushEvery)
+	defer lw.Close()
+	log := slog.New(flushingHandler{slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: cfg.LogLevel}), lw})
 	log.Info("starting", "version", version())
 	startProfiling(log)
 

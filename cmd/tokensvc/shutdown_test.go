@@ -9,9 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -40,6 +44,95 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 			}
 			shutdownUnderLoad(t, in)
 		})
+	}
+}
+
+// The same through the real signal: this test binary runs main as the
+// tokensvc program (startProcess), its log on a file as in production,
+// and gets SIGTERM under load. The access log, written in batches, has a
+// line for every answer the clients received, and the last line is the
+// clean stop.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	t.Parallel()
+	in := startProcess(t, env{"TOKENSVC_API_KEYS": "k"})
+	shutdownUnderLoad(t, in)
+	lines := strings.Split(strings.TrimSpace(in.stdout.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"msg":"stopped"`) {
+		t.Errorf("the last log line is %s, want the clean stop", last)
+	}
+}
+
+// runMainEnv makes this test binary run main (see TestMain).
+const runMainEnv = "TOKENSVC_TEST_RUN_MAIN"
+
+// startProcess runs the program as a process of its own: this test
+// binary, running main, with e as its environment (no other TOKENSVC_
+// setting) and its standard output on a file. stop sends SIGTERM, waits
+// for the exit and reads the file into stdout.
+func startProcess(t *testing.T, e env) *instance {
+	t.Helper()
+	addr := freePort(t)
+	logPath := filepath.Join(t.TempDir(), "stdout.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close() // the child has its own descriptor
+	cmd := exec.Command(os.Args[0], "serve")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TOKENSVC_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, runMainEnv+"=1", "TOKENSVC_ADDR="+addr)
+	for k, v := range e {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	in := &instance{base: "http://" + addr, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
+	cmd.Stdout, cmd.Stderr = logFile, in.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var once sync.Once
+	var runErr error
+	in.stop = func() error {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case runErr = <-exited:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				runErr = fmt.Errorf("no exit within 30 s of SIGTERM: %v", <-exited)
+			}
+			b, err := os.ReadFile(logPath)
+			if err != nil {
+				t.Error(err)
+			}
+			_, _ = in.stdout.Write(b)
+		})
+		return runErr
+	}
+	t.Cleanup(func() { in.stop() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(in.base + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return in
+			}
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the program exited before serving: %v\n%s", err, in.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the program did not serve within 30 s: %v\n%s", err, in.stderr)
+		}
 	}
 }
 
