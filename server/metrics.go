@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
-	"github.com/labstack/echo-contrib/echoprometheus"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -44,13 +44,34 @@ func methodLabel(method string) string {
 }
 
 // metrics are the server's own collectors. A nil *metrics counts nothing,
-// so handlers need not ask whether metrics are on.
+// so handlers need not ask whether metrics are on. The children the hot
+// paths use (by route, error code, store operation) are resolved the first
+// time each is used and kept: a count is then one atomic add, not a label
+// set hashed and looked up in the vector per request. The exposition is
+// the same: a series appears once it is first counted.
 type metrics struct {
 	minted   *prometheus.CounterVec
 	verified *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 	storeDur *prometheus.HistogramVec
 	storeErr *prometheus.CounterVec
+
+	mintedBy, verifiedBy, rejectedBy children[prometheus.Counter]
+	storeBy                          children[prometheus.Observer]
+}
+
+// children keeps the children of one single-label vector, by value.
+type children[T any] struct {
+	with func(...string) T
+	m    sync.Map // label value -> T
+}
+
+func (c *children[T]) of(v string) T {
+	if x, ok := c.m.Load(v); ok {
+		return x.(T)
+	}
+	x, _ := c.m.LoadOrStore(v, c.with(v))
+	return x.(T)
 }
 
 // newMetrics registers the server's collectors in reg: tokens, store calls
@@ -87,33 +108,9 @@ func newMetrics(reg prometheus.Registerer, partners Partners) (*metrics, error) 
 			return nil, err
 		}
 	}
+	m.mintedBy.with, m.verifiedBy.with, m.rejectedBy.with = m.minted.WithLabelValues, m.verified.WithLabelValues, m.rejected.WithLabelValues
+	m.storeBy.with = m.storeDur.WithLabelValues
 	return m, nil
-}
-
-// requestMetrics is Echo's Prometheus middleware: tokensvc_http_requests_total,
-// tokensvc_http_request_duration_seconds and the size histograms, labelled
-// code, method, host and url. url is the route pattern ("unmatched" when
-// no route matched) and host is always empty: the Host header is the
-// client's to choose.
-func requestMetrics(reg prometheus.Registerer) (echo.MiddlewareFunc, error) {
-	return echoprometheus.MiddlewareConfig{
-		Namespace:  "tokensvc",
-		Subsystem:  "http",
-		Registerer: reg,
-		Skipper:    func(c echo.Context) bool { return c.Path() == MetricsPath },
-		LabelFuncs: map[string]echoprometheus.LabelValueFunc{
-			"url":    func(c echo.Context, _ error) string { return routeOf(c) },
-			"host":   func(echo.Context, error) string { return "" },
-			"method": func(c echo.Context, _ error) string { return methodLabel(c.Request().Method) },
-		},
-		DoNotUseRequestPathFor404: true,
-		HistogramOptsFunc: func(o prometheus.HistogramOpts) prometheus.HistogramOpts {
-			if o.Name == "request_duration_seconds" {
-				o.Buckets = latencyBuckets
-			}
-			return o
-		},
-	}.ToMiddleware()
 }
 
 // MetricsHandler serves the metrics of reg in the Prometheus exposition
@@ -132,20 +129,20 @@ func routeOf(c echo.Context) string {
 
 func (m *metrics) tokenMinted(route string) {
 	if m != nil {
-		m.minted.WithLabelValues(route).Inc()
+		m.mintedBy.of(route).Inc()
 	}
 }
 
 func (m *metrics) tokenVerified(route string) {
 	if m != nil {
-		m.verified.WithLabelValues(route).Inc()
+		m.verifiedBy.of(route).Inc()
 	}
 }
 
 // finished counts a failed check once the answer is known.
 func (m *metrics) finished(errCode string) {
 	if m != nil && failedCheck(api.ErrorError(errCode)) {
-		m.rejected.WithLabelValues(errCode).Inc()
+		m.rejectedBy.of(errCode).Inc()
 	}
 }
 
@@ -154,13 +151,17 @@ func (m *metrics) batchChecked(route string, results []api.BatchResult) {
 	if m == nil {
 		return
 	}
+	valid := 0
 	for _, r := range results {
 		switch {
 		case r.Valid:
-			m.verified.WithLabelValues(route).Inc()
+			valid++
 		case r.Error != nil && failedCheck(api.ErrorError(*r.Error)):
-			m.rejected.WithLabelValues(string(*r.Error)).Inc()
+			m.rejectedBy.of(string(*r.Error)).Inc()
 		}
+	}
+	if valid > 0 {
+		m.verifiedBy.of(route).Add(float64(valid))
 	}
 }
 
@@ -212,7 +213,7 @@ var _ Store = meteredStore{}
 
 // observe records one call of op that started at start and ended in err.
 func (s meteredStore) observe(op string, start time.Time, err error) {
-	s.m.storeDur.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	s.m.storeBy.of(op).Observe(time.Since(start).Seconds())
 	if kind := storeFailure(err); kind != "" {
 		s.m.storeErr.WithLabelValues(op, kind).Inc()
 	}

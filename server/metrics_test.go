@@ -155,6 +155,15 @@ func TestMetricsCountRequestsAndTokens(t *testing.T) {
 		`tokensvc_store_duration_seconds_bucket{operation="put",le="0.0005"}`,
 		"tokensvc_api_keys 2",
 		"promhttp_metric_handler_requests_total",
+		// The request metrics as echo-contrib's echoprometheus named and
+		// described them, before tokensvc made its own: dashboards keep
+		// working.
+		"# HELP tokensvc_http_requests_total How many HTTP requests processed, partitioned by status code and HTTP method.",
+		"# HELP tokensvc_http_request_duration_seconds The HTTP request latencies in seconds.",
+		"# HELP tokensvc_http_request_size_bytes The HTTP request sizes in bytes.",
+		"# HELP tokensvc_http_response_size_bytes The HTTP response sizes in bytes.",
+		`tokensvc_http_request_duration_seconds_bucket{code="200",host="",method="GET",url="/verify",le="0.0005"}`,
+		`tokensvc_http_response_size_bytes_bucket{code="200",host="",method="GET",url="/verify",le="1024"}`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -269,11 +269,11 @@ func New(cfg Config) (*Server, error) {
 		if s.metrics, err = newMetrics(cfg.Metrics, cfg.Partners); err != nil {
 			return nil, fmt.Errorf("server: metrics: %w", err)
 		}
-		requests, err := requestMetrics(cfg.Metrics)
+		requests, err := newRequestMetrics(cfg.Metrics)
 		if err != nil {
 			return nil, fmt.Errorf("server: metrics: %w", err)
 		}
-		outer = append(outer, requests)
+		outer = append(outer, requests.middleware)
 		s.cfg.Store = meteredStore{next: cfg.Store, m: s.metrics}
 	}
 
