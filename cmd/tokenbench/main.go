@@ -54,6 +54,7 @@ type options struct {
 	profile       string // directory for CPU profiles of tokensvc, "" for none
 	slice         time.Duration
 	before        string // a tokensvc binary to measure beside this one, "" for none
+	bin           string // a tokensvc binary to measure instead of building one, "" to build
 }
 
 // settings are extra TOKENSVC_ settings for the service under test, for
@@ -98,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, scripts, token lists)")
 	fs.StringVar(&o.profile, "profile", "", "build tokensvc with -tags pprof and write a CPU profile of it during each of its loads into this directory (the service is then not quite the release build)")
 	fs.DurationVar(&o.slice, "slice", 2*time.Second, "loads compared with each other run in turns, in slices this long (whole seconds), so each sees the same share of the machine's other work")
+	fs.StringVar(&o.bin, "bin", "", "measure this tokensvc binary instead of building ./cmd/tokensvc (with -before the same binary: how far apart two identical servers come out)")
 	fs.StringVar(&o.before, "before", "", "a tokensvc binary (built from an earlier commit) to run beside this one, on a Redis of its own, in the same turns: a lever's before and after in one run")
 	fs.IntVar(&o.redisRequests, "redis-requests", 0, "requests of each redis-benchmark test (default: 20000 per second of -duration)")
 	if err := fs.Parse(args); err != nil {
@@ -394,6 +396,9 @@ func (b *bench) phase(ctx context.Context, m member, d time.Duration, slice int)
 	}
 	l.SvcCPU, l.RedisCPU = sd.proc.cpu()-svc0, sd.redis.cpu()-red0
 	if l.Cmds, err = commandStats(ctx, sd.rc); err != nil {
+		return l, err
+	}
+	if l.RedisReads, l.RedisCommands, err = redisIO(ctx, sd.rc); err != nil {
 		return l, err
 	}
 	if sd.proc.exited() {

@@ -203,6 +203,25 @@ func dropOthers(ctx context.Context, c *redis.Client, rs recordsOf, keep map[str
 	return dropped, flush()
 }
 
+// redisIO reads how many reads (read(2) calls that brought commands) and
+// commands Redis processed since the last CONFIG RESETSTAT: their ratio is
+// how deep the pipelines it was sent were.
+func redisIO(ctx context.Context, c *redis.Client) (reads, commands int64, err error) {
+	info, err := c.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_reads_processed:"); ok {
+			reads, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			commands, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return reads, commands, nil
+}
+
 // cmdStat is one line of INFO commandstats: how often a command ran and
 // how long Redis spent executing it (network I/O not included).
 type cmdStat struct {

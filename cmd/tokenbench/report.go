@@ -229,12 +229,17 @@ func (rep *report) print(w io.Writer) {
 	p("")
 	p("Server peak RSS is the largest resident set sampled every 50 ms during the load. tokensvc's VmHWM at the end of the whole benchmark (minting included): %.1f MiB; the naive server's: %.1f MiB.", mib(rep.peakRSS), mib(rep.naivePeakRSS))
 	p("")
-	p("Redis commands per request, and Redis's own execution time per call (INFO commandstats: network I/O not included; commands a script runs count too, so a script's `GET` shows up as a `get`), medians:")
+	p("Redis commands per request, and Redis's own execution time per call (INFO commandstats: network I/O not included; commands a script runs count too, so a script's `GET` shows up as a `get`); and how many reads (read(2) calls bringing commands, INFO stats) Redis made per request, and commands per read (scripts count once), the depth of the pipelines it was sent; medians:")
 	p("")
-	p("| load | commands per request (µs each inside Redis) |")
-	p("|---|---|")
-	for _, rw := range rep.rows()[:6] {
-		p("| %s | %s |", rw.name, cmdSummary(rep.runs, rw.get))
+	p("| load | commands per request (µs each inside Redis) | Redis reads per request | commands per read |")
+	p("|---|---|---:|---:|")
+	for _, rw := range rep.rows()[1:6] {
+		p("| %s | %s | %.2f | %.1f |", rw.name, cmdSummary(rep.runs, rw.get),
+			med(rep.runs, func(r runResult) float64 { l := rw.get(r); return ratio(float64(l.RedisReads), float64(l.Requests)) }),
+			med(rep.runs, func(r runResult) float64 {
+				l := rw.get(r)
+				return ratio(float64(l.RedisCommands), float64(l.RedisReads))
+			}))
 	}
 	p("")
 	p("`/verify/batch` verifies %.0f tokens/s (median), %.1f× the tokens/s of single `/verify` calls.",

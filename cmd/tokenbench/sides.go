@@ -58,6 +58,9 @@ func (b *bench) startAll(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	for _, pkg := range []string{"./cmd/tokensvc", "./cmd/tokenbench/naive"} {
+		if pkg == "./cmd/tokensvc" && b.o.bin != "" {
+			continue
+		}
 		progress(stderr, "building %s", pkg)
 		args := []string{"build", "-o", filepath.Join(b.dir, filepath.Base(pkg))}
 		if b.o.profile != "" && pkg == "./cmd/tokensvc" {
@@ -79,7 +82,13 @@ func (b *bench) startAll(ctx context.Context, stderr io.Writer) error {
 			return err
 		}
 	}
-	if err := b.startTokensvc(ctx, stderr, b.svc, filepath.Join(b.dir, "tokensvc")); err != nil {
+	bin := filepath.Join(b.dir, "tokensvc")
+	if b.o.bin != "" {
+		if bin, err = filepath.Abs(b.o.bin); err != nil {
+			return err
+		}
+	}
+	if err := b.startTokensvc(ctx, stderr, b.svc, bin); err != nil {
 		return err
 	}
 	if b.bf != nil {

@@ -28,8 +28,11 @@ type load struct {
 	RedisCPU time.Duration
 	Cmds     []cmdStat // Redis commands run during the load, most called first
 	RSS      int64     // the server's largest resident set during the load, bytes
-	Elapsed  time.Duration
-	Hist     []bucket // wrk's latency distribution: every distinct µs value, ascending
+	// Reads and commands of the server's Redis during the load (INFO
+	// stats): commands per read is the depth of the pipelines it got.
+	RedisReads, RedisCommands int64
+	Elapsed                   time.Duration
+	Hist                      []bucket // wrk's latency distribution: every distinct µs value, ascending
 }
 
 // bucket is one value of a latency distribution and how often it was seen.
@@ -53,6 +56,8 @@ func merge(parts []load) load {
 		m.RedisCPU += p.RedisCPU
 		m.Elapsed += p.Elapsed
 		m.RSS = max(m.RSS, p.RSS)
+		m.RedisReads += p.RedisReads
+		m.RedisCommands += p.RedisCommands
 		if p.Socket != "" && !strings.Contains(m.Socket, p.Socket) {
 			m.Socket = strings.TrimPrefix(m.Socket+"; "+p.Socket, "; ")
 		}
