@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/tokensvc/tokensvc/store"
 )
 
 // forwardAuth serves gateways: nginx auth_request, Traefik ForwardAuth and
@@ -38,7 +42,13 @@ func (s *Server) forwardAuth(c echo.Context) error {
 	}
 	s.metrics.tokenVerified(ri.route)
 	h := c.Response().Header()
-	h.Set("Cache-Control", "no-store")
+	if secs := s.forwardCacheSeconds(rec); secs > 0 {
+		n := strconv.FormatInt(secs, 10)
+		h["Cache-Control"] = []string{"private, max-age=" + n}
+		h["X-Accel-Expires"] = []string{n}
+	} else {
+		h["Cache-Control"] = noStore
+	}
 	if len(s.cfg.ForwardFields) > 0 {
 		fields := rec.Bundle
 		if s.access.may(OpForwardPrivate, ri.caller, &rec) {
@@ -47,6 +57,18 @@ func (s *Server) forwardAuth(c echo.Context) error {
 		setFieldHeaders(h, fields, s.cfg.ForwardFields)
 	}
 	return c.NoContent(http.StatusOK)
+}
+
+// forwardCacheSeconds is how long a gateway may keep /auth's 200 for rec,
+// in whole seconds: Config.ForwardCacheTTL, cut to the time the token has
+// left; 0 (no-store) when the setting is off, for a token whose every use
+// must reach the store (a use limit counts it, an idle expiry slides on
+// it), or for one with less than a second left.
+func (s *Server) forwardCacheSeconds(rec store.Record) int64 {
+	if s.cfg.ForwardCacheTTL <= 0 || rec.MaxUses > 0 || rec.IdleTTL > 0 {
+		return 0
+	}
+	return int64(min(s.cfg.ForwardCacheTTL, rec.ExpiresAt.Sub(s.cfg.Now())) / time.Second)
 }
 
 // gatewayHeader carries the gateway's proof, Config.ForwardSecret. It is

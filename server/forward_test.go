@@ -95,3 +95,47 @@ func TestForwardAuthWrongProofIsGuarded(t *testing.T) {
 		t.Fatalf("another address: %d %s", res.status, res.body)
 	}
 }
+
+// With ForwardCacheTTL, /auth's 200 for a token whose uses are not counted
+// and whose expiry does not slide may be kept by the gateway for the
+// setting, never past the token's expiry; everything else, and everything
+// without the setting, is no-store.
+func TestForwardAuthCacheHeaders(t *testing.T) {
+	cases := []struct {
+		name    string
+		setting time.Duration
+		query   string        // the token's policy
+		later   time.Duration // how long after minting /auth is asked
+		want    string        // Cache-Control of the answer
+		status  int
+	}{
+		{"off", 0, "", 0, "no-store", 200},
+		{"on", time.Minute, "", 0, "private, max-age=60", 200},
+		{"cut to the time left", time.Minute, "?ttl=30", 0, "private, max-age=30", 200},
+		{"cut to the time left, later", time.Minute, "?ttl=30", 10500 * time.Millisecond, "private, max-age=19", 200},
+		{"under a second left", time.Minute, "?ttl=30", 29500 * time.Millisecond, "no-store", 200},
+		{"a use limit counts every check", time.Minute, "?uses=5", 0, "no-store", 200},
+		{"an idle expiry slides on every check", time.Minute, "?idle_ttl=600", 0, "no-store", 200},
+		{"expired: refused, never kept", time.Minute, "?ttl=30", 31 * time.Second, "no-store", 403},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.ForwardCacheTTL = tc.setting })
+			token := h.mint(t, tc.query, `{"userId":"u-1"}`)
+			h.clock.Add(tc.later)
+			res := h.do(t, "GET", "/auth", "", "x-api-token: "+token)
+			if res.status != tc.status {
+				t.Fatalf("/auth: %d %s, want %d", res.status, res.body, tc.status)
+			}
+			if got := res.header.Values("Cache-Control"); len(got) != 1 || got[0] != tc.want {
+				t.Errorf("Cache-Control %q, want %q", got, tc.want)
+			}
+			accel := res.header.Get("X-Accel-Expires")
+			if want := strings.TrimPrefix(tc.want, "private, max-age="); want != tc.want && accel != want {
+				t.Errorf("X-Accel-Expires %q, want %q", accel, want)
+			} else if want == tc.want && accel != "" {
+				t.Errorf("X-Accel-Expires %q on a no-store answer", accel)
+			}
+		})
+	}
+}

@@ -167,6 +167,14 @@ type Config struct {
 	// answered 401. Empty: /auth sends public fields only, to everyone.
 	// A secret: never logged.
 	ForwardSecret string
+	// ForwardCacheTTL, if set, lets a gateway cache /auth's 200 for a
+	// token with neither a use limit nor an idle expiry, for this long at
+	// most and never past the token's expiry: the answer carries
+	// Cache-Control: private, max-age=<seconds> (and X-Accel-Expires, the
+	// same seconds, for nginx's proxy_cache). A gateway that caches it
+	// lets a token revoked meanwhile through until then. Zero: every
+	// answer is no-store, as any other.
+	ForwardCacheTTL time.Duration
 	// Limiter keeps the rate limits; nil turns them off.
 	Limiter Limiter
 	// GenerateRate limits minting per partner key, unless the key has a

@@ -42,6 +42,7 @@ type config struct {
 	ForwardCookie        string
 	ForwardFields        []string
 	ForwardSecret        string
+	ForwardCacheTTL      time.Duration
 	MaxBatch             int
 	MaxSession           time.Duration
 	Replicas             int
@@ -192,6 +193,19 @@ func settings() []setting {
 					return errors.New("may hold only A-Z a-z 0-9 - . _ ~ + / = (hex or base64 from openssl rand)")
 				}
 				c.ForwardSecret = v
+				return nil
+			}},
+		{"TOKENSVC_FORWARD_CACHE_TTL", "forward.cache_ttl", "off", "how long a gateway may cache a 200 of /auth for a token with neither a use limit nor an idle expiry (Cache-Control: private, max-age, never past the token's expiry; the nginx example caches on it): a token revoked meanwhile still passes that gateway until then. off = every answer no-store, each check reaches tokensvc",
+			func(c *config, v string) error {
+				if v == "off" {
+					c.ForwardCacheTTL = 0
+					return nil
+				}
+				d, err := parseDuration(v)
+				if err != nil || d < time.Second {
+					return errors.New("want off or a duration of at least 1s, such as 10s")
+				}
+				c.ForwardCacheTTL = d
 				return nil
 			}},
 		{"TOKENSVC_GENERATE_RATE", "limits.generate", "off", "minting rate per partner key (N/s, N/m, N/h or off), unless the key sets rate_limit",

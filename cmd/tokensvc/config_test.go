@@ -78,6 +78,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{env{"TOKENSVC_IDEMPOTENCY_SECRET": "short"}, "", "TOKENSVC_IDEMPOTENCY_SECRET"},
 		{env{"TOKENSVC_FORWARD_SECRET": "short"}, "", "TOKENSVC_FORWARD_SECRET"},
 		{env{"TOKENSVC_FORWARD_SECRET": "has $dollar and spaces in it"}, "", "TOKENSVC_FORWARD_SECRET"},
+		{env{"TOKENSVC_FORWARD_CACHE_TTL": "500ms"}, "", "TOKENSVC_FORWARD_CACHE_TTL"},
+		{env{"TOKENSVC_FORWARD_CACHE_TTL": "soon"}, "", "TOKENSVC_FORWARD_CACHE_TTL"},
 		{env{"TOKENSVC_MAX_BATCH": "0"}, "", "TOKENSVC_MAX_BATCH"},
 		{env{"TOKENSVC_DURABILITY": "replica"}, "", "TOKENSVC_DURABILITY"},
 		{env{"TOKENSVC_GENERATE_RATE": "fast"}, "", "TOKENSVC_GENERATE_RATE"},

@@ -141,6 +141,7 @@ func renderNginxConf(t *testing.T, dir, tokensvcAddr, editorAddr, listen, secret
 	// switches users anyway.
 	conf = replaceOnce(t, conf, "user www-data;", "")
 	conf = replaceOnce(t, conf, "pid /run/nginx.pid;", "pid "+filepath.Join(dir, "nginx.pid")+";")
+	conf = replaceOnce(t, conf, "proxy_cache_path /run/nginx-tokensvc ", "proxy_cache_path "+filepath.Join(dir, "cache")+" ")
 	conf = replaceOnce(t, conf, "error_log /var/log/nginx/error.log warn;", "error_log "+filepath.Join(dir, "error.log")+" info;")
 	temp := ""
 	for _, kind := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
@@ -389,6 +390,100 @@ func TestGatewayNginx(t *testing.T) {
 		if strings.Contains(string(accessLog), s) {
 			t.Errorf("a token reached nginx's access log:\n%s", accessLog)
 			break
+		}
+	}
+}
+
+// authChecks is how many checks /auth has passed, from tokensvc's
+// metrics (the access log is written in batches).
+func authChecks(t *testing.T, in *instance) int {
+	t.Helper()
+	const series = `tokensvc_tokens_verified_total{route="/auth"} `
+	for _, line := range strings.Split(get(t, in.base+"/metrics"), "\n") {
+		if v, ok := strings.CutPrefix(line, series); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// TOKENSVC_FORWARD_CACHE_TTL through the real nginx example: 1,000
+// requests with one token reach /auth at most once per max-age, all with
+// the token's headers; a revoked token is refused once max-age has
+// passed; the checks of tokens whose every use must reach tokensvc (a use
+// limit, an idle expiry) are never kept.
+func TestGatewayNginxCache(t *testing.T) {
+	t.Parallel()
+	bin := nginxBinary(t)
+	const maxAge = 2 * time.Second
+	in := start(t, gatewayEnv(env{"TOKENSVC_FORWARD_CACHE_TTL": "2s"}))
+	up := newEchoUpstream(t)
+	gw, _ := startNginx(t, bin, strings.TrimPrefix(in.base, "http://"), strings.TrimPrefix(up.URL, "http://"), gatewaySecret)
+	token := in.mint(t, gatewayPartnerKey, "", `{"userId":"u-c","server":"s-1","file":"/f"}`)
+
+	// 1,000 requests from 10 clients at once, on connections of their own.
+	const clients, each = 10, 100
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 10 * time.Second}
+	var failed atomic.Int64
+	var firstFailure atomic.Value
+	checks0 := authChecks(t, in)
+	began := time.Now()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for range each {
+				req, _ := http.NewRequest("GET", gw+"/open?token="+token.Token.String(), nil)
+				res, err := hc.Do(req)
+				if err != nil {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				var seen echoed
+				err = json.NewDecoder(res.Body).Decode(&seen)
+				res.Body.Close()
+				if res.StatusCode != 200 || err != nil || seen.Header.Get("X-User-Id") != "u-c" || seen.Header.Get("X-Server") != "s-1" {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%d %v %v", res.StatusCode, err, seen.Header))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(began)
+	checks := authChecks(t, in) - checks0
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d requests did not reach the upstream with the token's headers; first: %v", n, clients*each, firstFailure.Load())
+	}
+	if most := int(took/maxAge) + 1; checks < 1 || checks > most {
+		t.Errorf("%d requests in %s reached /auth %d times, want 1 to %d (once per %s at most)", clients*each, took.Round(time.Millisecond), checks, most, maxAge)
+	}
+	t.Logf("%d requests in %s through nginx: %d checks reached tokensvc", clients*each, took.Round(time.Millisecond), checks)
+
+	// Revoked: refused at the latest once max-age has passed.
+	res, err := in.client.RevokeTokenWithResponse(context.Background(), token.TokenId, withHeader("x-api-key", gatewayPartnerKey))
+	if err != nil || res.StatusCode() != http.StatusNoContent {
+		t.Fatalf("revoke: %v %d %s", err, res.StatusCode(), res.Body)
+	}
+	time.Sleep(maxAge + 200*time.Millisecond)
+	hits := up.hits.Load()
+	if r := gatewayDo(t, "GET", gw+"/open?token="+token.Token.String(), ""); r.status != http.StatusForbidden || up.hits.Load() != hits {
+		t.Errorf("revoked %s ago: %d %s, want 403 from nginx", maxAge+200*time.Millisecond, r.status, r.body)
+	}
+
+	// Tokens whose every check counts are checked every time.
+	for _, query := range []string{"uses=1000", "idle_ttl=600"} {
+		tok := in.mint(t, gatewayPartnerKey, query, `{"userId":"u-n"}`).Token.String()
+		before := authChecks(t, in)
+		for i := range 5 {
+			upstreamGot(t, fmt.Sprintf("%s, request %d", query, i+1), gatewayDo(t, "GET", gw+"/", "", "x-api-token: "+tok), map[string]string{"X-User-Id": "u-n"})
+		}
+		if n := authChecks(t, in) - before; n != 5 {
+			t.Errorf("%s: 5 requests reached /auth %d times, want 5", query, n)
 		}
 	}
 }

@@ -86,7 +86,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 		TokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL, MaxSessionLifetime: cfg.MaxSession,
 		MaxBodyBytes: cfg.MaxBodyBytes, StoreTimeout: cfg.StoreTimeout, MaxBatch: cfg.MaxBatch,
 		AdminToken: cfg.AdminToken, IdempotencySecret: idemSecret, KeepRemovedKeyTokens: cfg.KeepRemovedKeyTokens,
-		ForwardCookie: cfg.ForwardCookie, ForwardFields: cfg.ForwardFields, ForwardSecret: cfg.ForwardSecret,
+		ForwardCookie: cfg.ForwardCookie, ForwardFields: cfg.ForwardFields, ForwardSecret: cfg.ForwardSecret, ForwardCacheTTL: cfg.ForwardCacheTTL,
 		Limiter: limiter, GenerateRate: cfg.GenerateRate, FailureRate: cfg.FailureRate, TrustedProxies: cfg.TrustedProxies,
 	}
 	tel.configure(&scfg, cfg.MetricsAddr == "")
