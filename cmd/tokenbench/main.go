@@ -347,14 +347,20 @@ type member struct {
 // -duration; then each member's slices are added up. Loads compared with
 // each other so meet the same share of whatever else the machine does
 // meanwhile (other processes come and go by the second on a shared
-// machine). Run by run, a different member goes first.
+// machine). Run by run, a different member goes first, and every other
+// round of slices goes in the reverse order (A B C, C B A, ...), so that
+// no load always follows the same other load.
 func (b *bench) group(ctx context.Context, run int, members []member) error {
 	parts := make([][]load, len(members))
+	n := len(members)
 	for slice, left := 0, b.o.duration; left > 0; slice++ {
 		d := min(b.o.slice, left)
 		left -= d
 		for j := range members {
-			k := (j + run) % len(members)
+			if slice%2 == 1 {
+				j = n - 1 - j
+			}
+			k := (j + run) % n
 			l, err := b.phase(ctx, members[k], d, slice)
 			if err != nil {
 				return err
