@@ -392,3 +392,29 @@ func TestKeyRemovedAcrossARestart(t *testing.T) {
 		t.Errorf("a token of the returned key: %d %s", res.status, res.body)
 	}
 }
+
+// revokesDuringRefresh revokes the minting key right after a Take, as an
+// operator's revoke-tokens landing in the middle of a refresh.
+type revokesDuringRefresh struct{ Store }
+
+func (r revokesDuringRefresh) Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+	rec, err := r.Store.Take(ctx, id, now)
+	if err == nil {
+		_, err = r.Store.RevokeKey(ctx, rec.KeyID)
+	}
+	return rec, err
+}
+
+// A key-wide revocation during a refresh ends the successor too.
+func TestRefreshAcrossAKeyRevocation(t *testing.T) {
+	h := newHarness(t, nil)
+	h.clock.Add(time.Second)
+	token := h.mint(t, "", `{"a":1}`)
+	h.clock.Add(time.Second)
+	h.srv.cfg.Store = revokesDuringRefresh{h.srv.cfg.Store}
+	res := h.do(t, "POST", "/refresh", "", "x-api-token: "+token)
+	if res.status != 200 {
+		t.Fatalf("refresh: %d %s", res.status, res.body)
+	}
+	wantError(t, h.verify(t, res.json(t)["token"].(string)), 403, "token_revoked")
+}

@@ -73,7 +73,9 @@ func (m *Memory) Put(_ context.Context, id ID, rec Record) error {
 	if _, ok := m.lookup(id); ok {
 		return ErrExists
 	}
-	rec.KeyEpoch = m.epochs[rec.KeyID]
+	if e := m.epochs[rec.KeyID]; !rec.ContinuesSession() || e < rec.KeyEpoch {
+		rec.KeyEpoch = e
+	}
 	m.recs[id] = &memRecord{rec: rec, deadline: rec.CreatedAt.Add(rec.InitialTTL())}
 	return nil
 }

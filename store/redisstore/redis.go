@@ -126,7 +126,11 @@ func (s *Store) Put(ctx context.Context, id store.ID, rec store.Record) error {
 	if err := rec.Validate(); err != nil {
 		return err
 	}
-	v, err := s.script(ctx, put, []string{s.key(id), s.epochs(id) + rec.KeyID}, encodeRecord(rec), rec.InitialTTL().Milliseconds())
+	args := []any{encodeRecord(rec), rec.InitialTTL().Milliseconds()}
+	if rec.ContinuesSession() {
+		args = append(args, rec.KeyEpoch)
+	}
+	v, err := s.script(ctx, put, []string{s.key(id), s.epochs(id) + rec.KeyID}, args...)
 	switch {
 	case err != nil:
 		return wrap("put", err)

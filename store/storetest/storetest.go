@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 		{"RevokeBetweenTakeAndRestore", testRevokeThenRestore},
 		{"RevokeKeyBetweenTakeAndRestore", testRevokeKeyThenRestore},
 		{"RestoreNeedsATake", testRestoreNeedsTake},
+		{"SuccessorKeepsEpoch", testSuccessorKeepsEpoch},
 		{"RevokeKey", testRevokeKey},
 		{"ConsumeManyInOrder", testConsumeMany},
 		{"GetManyInOrder", testGetMany},
