@@ -71,6 +71,7 @@ local spent = maxu > 0 and uses >= maxu and not (exhausted > 0 and now <= create
 // TTL in ms. {0} when the record exists, else {1}.
 var put = redis.NewScript(`
 local e = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[3] then e = math.min(e, tonumber(ARGV[3])) end
 local v = ARGV[1]
 v = string.sub(v, 1, 3) .. string.char(math.floor(e / 16777216) % 256, math.floor(e / 65536) % 256, math.floor(e / 256) % 256, e % 256) .. string.sub(v, 8)
 if not redis.call('SET', KEYS[1], v, 'PX', ARGV[2], 'NX') then return {0} end
