@@ -55,6 +55,7 @@ type options struct {
 	slice         time.Duration
 	before        string // a tokensvc binary to measure beside this one, "" for none
 	bin           string // a tokensvc binary to measure instead of building one, "" to build
+	verbose       bool
 }
 
 // settings are extra TOKENSVC_ settings for the service under test, for
@@ -101,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.slice, "slice", 2*time.Second, "loads compared with each other run in turns, in slices this long (whole seconds), so each sees the same share of the machine's other work")
 	fs.StringVar(&o.bin, "bin", "", "measure this tokensvc binary instead of building ./cmd/tokensvc (with -before the same binary: how far apart two identical servers come out)")
 	fs.StringVar(&o.before, "before", "", "a tokensvc binary (built from an earlier commit) to run beside this one, on a Redis of its own, in the same turns: a lever's before and after in one run")
+	fs.BoolVar(&o.verbose, "v", false, "print every slice's figures as it goes")
 	fs.IntVar(&o.redisRequests, "redis-requests", 0, "requests of each redis-benchmark test (default: 20000 per second of -duration)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -365,6 +367,10 @@ func (b *bench) group(ctx context.Context, run int, members []member) error {
 			if err != nil {
 				return err
 			}
+			if b.o.verbose {
+				progress(os.Stderr, "  slice %d: %s %s: %.0f req/s, p99 %.2f ms, %.1f µs/req + Redis %.1f", slice+1, members[k].sd.name, members[k].name,
+					l.RPS, ms(l.P99), cpuPerReq(l.SvcCPU, l.Requests), cpuPerReq(l.RedisCPU, l.Requests))
+			}
 			parts[k] = append(parts[k], l)
 		}
 	}
@@ -413,31 +419,32 @@ func (b *bench) phase(ctx context.Context, m member, d time.Duration, slice int)
 	return l, nil
 }
 
-// oneRun measures every load once: the reads (/healthz, both servers'
-// /verify, the batch) in turns, then both servers' /generate in turns.
+// oneRun measures every load once, in three groups of loads taking
+// turns: /healthz and both servers' /verify; the batches; both servers'
+// /generate. (A batch leaves its server garbage to collect: a /verify
+// taking turns with it would pay for it when it follows its own
+// server's batch.)
 func (b *bench) oneRun(ctx context.Context, i int) (runResult, error) {
 	var r runResult
 	reads := []member{
 		{b.svc, "GET /healthz", "/healthz", b.svc.scripts.healthz, &r.healthz},
 		{b.nv, "GET /verify", "/", b.nv.scripts.verify, &r.naiveVerify},
 		{b.svc, "GET /verify", "/", b.svc.scripts.verify, &r.verify},
-		{b.svc, "POST /verify/batch", "/", b.svc.scripts.batch, &r.batch},
 	}
+	batches := []member{{b.svc, "POST /verify/batch", "/", b.svc.scripts.batch, &r.batch}}
 	mints := []member{
 		{b.nv, "POST /generate", "/generate", b.nv.scripts.generate, &r.naiveGenerate},
 		{b.svc, "POST /generate", "/generate", b.svc.scripts.generate, &r.generate},
 	}
 	if b.bf != nil {
-		reads = append(reads,
-			member{b.bf, "GET /verify", "/", b.bf.scripts.verify, &r.beforeVerify},
-			member{b.bf, "POST /verify/batch", "/", b.bf.scripts.batch, &r.beforeBatch})
+		reads = append(reads, member{b.bf, "GET /verify", "/", b.bf.scripts.verify, &r.beforeVerify})
+		batches = append(batches, member{b.bf, "POST /verify/batch", "/", b.bf.scripts.batch, &r.beforeBatch})
 		mints = append(mints, member{b.bf, "POST /generate", "/generate", b.bf.scripts.generate, &r.beforeGenerate})
 	}
-	if err := b.group(ctx, i, reads); err != nil {
-		return r, err
-	}
-	if err := b.group(ctx, i, mints); err != nil {
-		return r, err
+	for _, g := range [][]member{reads, batches, mints} {
+		if err := b.group(ctx, i, g); err != nil {
+			return r, err
+		}
 	}
 	for _, sd := range b.sides() {
 		if _, err := dropOthers(ctx, sd.rc, sd.records, sd.keep); err != nil {

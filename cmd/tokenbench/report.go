@@ -195,7 +195,7 @@ func (rep *report) print(w io.Writer) {
 	p("- tokensvc: on its own redis-server (loopback, no persistence), `tokensvc migrate` run first, one partner key (sha256 form), access log at info to a file, metrics on (`/metrics`), brute-force guard at its default (100 failures/m per address), admin API and Idempotency-Key on, every other setting at its default%s", set)
 	p("- naive: `cmd/tokenbench/naive` (Echo v4, go-redis v9 defaults, one `GET` per verify, one `SET … EX` per mint, constant-time key check, nothing else) on a redis-server of its own; its tokens minted through its own `/generate`; the same wrk scripts")
 	p("")
-	p("Medians of %d runs. Ratios are taken within each run, then the median of those; × naive compares with the naive server's same load of the same run. Loads compared with each other run in turns, %s slices of each in a row (`/healthz`, the naive `/verify`, `/verify`, the batch; then both `/generate`), and each load's slices are added up (latency percentiles from the merged distributions).", len(rep.runs), o.slice)
+	p("Medians of %d runs. Ratios are taken within each run, then the median of those; × naive compares with the naive server's same load of the same run. Loads compared with each other run in turns, %s slices of each in a row (`/healthz` and both servers' `/verify`; the batches; both servers' `/generate`), and each load's slices are added up (latency percentiles from the merged distributions).", len(rep.runs), o.slice)
 	p("")
 	p("| load | req/s | × naive | × healthz | p50 ms | p99 ms | p99 × naive | p99 × healthz | server CPU µs/req | its Redis CPU µs/req | server peak RSS MiB | non-2xx |")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
