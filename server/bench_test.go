@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/server/ratelimit"
 	"github.com/tokensvc/tokensvc/store"
@@ -19,8 +21,8 @@ import (
 
 // Benchmarks of the hot paths through the real handler: the in-memory
 // store (so Redis is not measured here; see store's benchmarks), the
-// brute-force guard on, and access logs formatted as JSON at info level
-// into io.Discard, as in production. Each iteration makes one
+// brute-force guard on, metrics on, and access logs formatted as JSON at
+// info level into io.Discard, as in production. Each iteration makes one
 // httptest.ResponseRecorder; BenchmarkHealthz is the floor of the stack
 // (Echo, the middleware, the recorder) to compare with.
 //
@@ -46,6 +48,7 @@ func newBenchServer(b *testing.B) *Server {
 		Logger:      slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Limiter:     ratelimit.NewMemory(nil),
 		FailureRate: ratelimit.Limit{N: 100, Per: time.Minute},
+		Metrics:     prometheus.NewRegistry(),
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -28,16 +28,12 @@ const MetricsPath = "/metrics"
 // the store timeout (1 s by default) bounds a slow one.
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// knownMethods are the method label values; any other method is "OTHER",
-// so invented methods cannot grow the registry.
-var knownMethods = map[string]bool{
-	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true,
-	http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
-}
-
-// methodLabel is a request's method if it is a standard one, else "OTHER".
+// methodLabel is a request's method if it is a standard one, else
+// "OTHER", so invented methods cannot grow the registry.
 func methodLabel(method string) string {
-	if knownMethods[method] {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
 		return method
 	}
 	return "OTHER"

@@ -26,6 +26,9 @@ type requestInfo struct {
 	client  string // the client as the brute-force guard names it, set by the guard
 	tokenID string // names the token in the log instead of the token
 	errCode string
+	// idHeader is the X-Request-Id answer header's value, allocated with
+	// the info.
+	idHeader [1]string
 }
 
 type infoKey struct{}
@@ -41,9 +44,10 @@ func info(ctx context.Context) *requestInfo {
 func requestID(c echo.Context) string { return info(c.Request().Context()).id }
 
 // presentedToken reads the session token from x-api-token, or else from
-// Authorization: Bearer.
+// Authorization: Bearer. (Header names are written canonical here and
+// below: Get would allocate the canonical form of any other spelling.)
 func presentedToken(h http.Header) string {
-	if t := h.Get("x-api-token"); t != "" {
+	if t := h.Get("X-Api-Token"); t != "" {
 		return t
 	}
 	if auth := h.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
@@ -80,12 +84,15 @@ func headerBytes(r *http.Request) int {
 }
 
 // securityHeaders go on every answer, under their canonical names.
-var securityHeaders = map[string][]string{
-	"X-Content-Type-Options":  {"nosniff"},
-	"X-Frame-Options":         {"DENY"},
-	"Referrer-Policy":         {"no-referrer"},
-	"Content-Security-Policy": {"default-src 'none'; frame-ancestors 'none'"},
-	"Cache-Control":           {"no-store"},
+var securityHeaders = []struct {
+	name  string
+	value []string
+}{
+	{"X-Content-Type-Options", []string{"nosniff"}},
+	{"X-Frame-Options", []string{"DENY"}},
+	{"Referrer-Policy", []string{"no-referrer"}},
+	{"Content-Security-Policy", []string{"default-src 'none'; frame-ancestors 'none'"}},
+	{"Cache-Control", noStore},
 }
 
 // observe gives each request its info and id, sets the headers every
@@ -101,12 +108,13 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.SetRequest(r.WithContext(context.WithValue(r.Context(), infoKey{}, ri)))
 		h := c.Response().Header()
-		h["X-Request-Id"] = []string{ri.id}
+		ri.idHeader[0] = ri.id
+		h["X-Request-Id"] = ri.idHeader[:]
 		// Security headers on every answer; a handler may loosen them (the
 		// docs page sets its own CSP and caching). The values are shared,
 		// never changed in place: Set replaces the slice.
-		for k, v := range securityHeaders {
-			h[k] = v
+		for _, sh := range securityHeaders {
+			h[sh.name] = sh.value
 		}
 		var err error
 		if headerBytes(r) > maxHeaderBytes {
@@ -118,28 +126,35 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err) // writes the response now, so the log sees its status
 		}
 		route := ri.route
-		s.metrics.finished(ri.errCode)
+		if ri.errCode != "" {
+			s.metrics.finished(ri.errCode)
+		}
 		level := slog.LevelInfo
 		if route == "/healthz" || route == "/readyz" || route == MetricsPath {
 			level = slog.LevelDebug
 		}
-		attrs := []slog.Attr{
+		ctx := r.Context()
+		if !s.log.Enabled(ctx, level) {
+			return nil
+		}
+		var buf [9]slog.Attr // on the stack: LogAttrs copies them
+		attrs := append(buf[:0],
 			slog.String("request_id", ri.id),
 			slog.String("method", methodLabel(r.Method)),
 			slog.String("route", route),
 			slog.Int("status", c.Response().Status),
 			slog.Int64("bytes", c.Response().Size),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		}
-		if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+		)
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 		}
-		for k, v := range map[string]string{"key_id": ri.caller.key.ID, "token_id": ri.tokenID, "error": ri.errCode} {
-			if v != "" {
-				attrs = append(attrs, slog.String(k, v))
+		for _, kv := range [...][2]string{{"key_id", ri.caller.key.ID}, {"token_id", ri.tokenID}, {"error", ri.errCode}} {
+			if kv[1] != "" {
+				attrs = append(attrs, slog.String(kv[0], kv[1]))
 			}
 		}
-		s.log.LogAttrs(r.Context(), level, "request", attrs...)
+		s.log.LogAttrs(ctx, level, "request", attrs...)
 		return nil
 	}
 }
@@ -158,7 +173,7 @@ func (s *Server) authorize(op Op) echo.MiddlewareFunc {
 					return newError(api.ErrorErrorBadRequest, "%s was sent more than once", name)
 				}
 			}
-			cr := credentials{apiKey: h.Get("x-api-key"), origin: h.Get("Origin"), hasToken: ri.token != "", admin: h.Get("X-Admin-Token")}
+			cr := credentials{apiKey: h.Get("X-Api-Key"), origin: h.Get("Origin"), hasToken: ri.token != "", admin: h.Get("X-Admin-Token")}
 			if op == OpBatch {
 				cr.hasToken = true // in the body, checked one by one
 			}

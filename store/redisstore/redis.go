@@ -67,6 +67,7 @@ type Store struct {
 	prefix         string
 	replicas       int
 	replicaTimeout time.Duration
+	epochKeys      [256]string // epochs, by group: made once, not per call
 }
 
 // New returns a store on c. It does not contact Redis.
@@ -84,6 +85,9 @@ func New(c redis.UniversalClient, opts Options) (*Store, error) {
 		opts.ReplicaTimeout = DefaultReplicaTimeout
 	}
 	r := &Store{c: c, scripts: c, prefix: opts.Prefix, replicas: opts.Replicas, replicaTimeout: opts.ReplicaTimeout}
+	for g := range r.epochKeys {
+		r.epochKeys[g] = opts.Prefix + groups[g] + EpochInfix
+	}
 	if opts.AutoPipeline && opts.Replicas == 0 {
 		ap, ok := c.(interface {
 			AutoPipeline() (*redis.AutoPipeliner, error)
@@ -115,7 +119,7 @@ func group(id store.ID) string { return groups[id[0]] }
 func (s *Store) key(id store.ID) string { return s.prefix + group(id) + RecordInfix + string(id[:]) }
 
 // epochs is the name of id's group's epoch keys, up to the key id.
-func (s *Store) epochs(id store.ID) string { return s.prefix + group(id) + EpochInfix }
+func (s *Store) epochs(id store.ID) string { return s.epochKeys[id[0]] }
 
 func (s *Store) marker(name store.ID) string {
 	return s.prefix + group(name) + MarkerInfix + string(name[:])
