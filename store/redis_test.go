@@ -52,7 +52,7 @@ func TestRedisContract(t *testing.T) {
 // default, through which the single-record scripts go.
 func TestRedisAutoPipelineContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) server.Store {
-		opts, err := redis.ParseURL(redisURL)
+		opts, err := redis.ParseURL(storetest.NeedRedis(t, redisURL))
 		if err != nil {
 			t.Fatal(err)
 		}
