@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/audit"
 	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/store"
 )
@@ -39,8 +40,9 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 
 	var token uuid.UUID
 	var id store.ID
+	replayed := false
 	if req.Params.IdempotencyKey != nil {
-		token, id, rec, err = s.putIdempotent(sctx, *req.Params.IdempotencyKey, rec)
+		token, id, rec, replayed, err = s.putIdempotent(sctx, *req.Params.IdempotencyKey, rec)
 	} else {
 		token, id, err = s.put(sctx, rec)
 	}
@@ -48,6 +50,11 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 		return nil, err
 	}
 	ri.tokenID = id.String()
+	e := s.event(ctx, OpMint)
+	e.TokenID, e.TTL, e.Policy, e.Replay = id.String(), int64(rec.TTL()/time.Second), pol.audit(), replayed
+	if err := s.record(ctx, e); err != nil {
+		return nil, err
+	}
 	s.metrics.tokenMinted(ri.route)
 	return mintedResponse(minted(token, id, rec, now)), nil
 }
@@ -103,6 +110,11 @@ func (s *Server) put(ctx context.Context, rec store.Record) (uuid.UUID, store.ID
 		}
 	}
 	return uuid.UUID{}, store.ID{}, errors.New("server: three token collisions in a row")
+}
+
+// audit is the policy as the audit trail shows it: no bundle value.
+func (pol policy) audit() *audit.Policy {
+	return &audit.Policy{Uses: pol.uses, ReuseGrace: int64(pol.grace / time.Second), IdleTTL: int64(pol.idle / time.Second), Private: pol.private}
 }
 
 // tokenTTL picks the lifetime: the request's, else the key's default, else

@@ -24,6 +24,7 @@ type requestInfo struct {
 	token   string // the session token as presented in headers: secret
 	caller  caller // who the request speaks for, set by authorize
 	client  string // the client as the brute-force guard names it, set by the guard
+	addr    string // the client's address, for the audit trail (set only when it is on)
 	tokenID string // names the token in the log instead of the token
 	errCode string
 }
@@ -99,6 +100,9 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route: routeOf(c),
 			token: presentedToken(r.Header),
 		}
+		if s.trail.On() {
+			ri.addr = c.RealIP()
+		}
 		c.SetRequest(r.WithContext(context.WithValue(r.Context(), infoKey{}, ri)))
 		h := c.Response().Header()
 		h["X-Request-Id"] = []string{ri.id}
@@ -162,13 +166,13 @@ func (s *Server) authorize(op Op) echo.MiddlewareFunc {
 				cr.gateway, cr.hasGateway = gatewayProof(h)
 			}
 			cl, err := s.access.identify(op, cr)
+			if err == nil {
+				ri.caller = cl // identified, if not allowed: the refusal names the key
+				err = s.access.decide(op, cl, nil)
+			}
 			if err != nil {
-				return err
+				return s.refused(r.Context(), op, err)
 			}
-			if err := s.access.decide(op, cl, nil); err != nil {
-				return err
-			}
-			ri.caller = cl
 			return next(c)
 		}
 	}

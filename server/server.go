@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/audit"
 	"github.com/tokensvc/tokensvc/server/docs"
 	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/server/ratelimit"
@@ -193,6 +194,17 @@ type Config struct {
 	// Propagator reads a caller's trace context. Default: W3C Trace
 	// Context (traceparent).
 	Propagator propagation.TextMapPropagator
+	// Audit, if set, receives the audit trail: an event per request of an
+	// API operation (one per token of a batch) and per key reload (see
+	// package audit). Nil: no audit trail. Call Close at exit to write the
+	// events still queued.
+	Audit audit.Sink
+	// AuditRequired fails a request whose audit event could not be
+	// recorded (503 audit_unavailable) instead of answering it unrecorded.
+	// Default false: events are queued and written in the background; a
+	// failed write is counted (tokensvc_audit_write_failures_total) and
+	// logged.
+	AuditRequired bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -224,6 +236,10 @@ type Server struct {
 	guard     *guard
 	removed   removals
 	fullBurst burst // the store refusing writes, logged once per burst
+	// trail is the audit trail, nil when off; trailMetrics count what it
+	// flags, nil without metrics.
+	trail        *audit.Recorder
+	trailMetrics *trailMetrics
 }
 
 var _ api.StrictServerInterface = (*Server)(nil)
@@ -275,6 +291,13 @@ func New(cfg Config) (*Server, error) {
 		}
 		outer = append(outer, requests)
 		s.cfg.Store = meteredStore{next: cfg.Store, m: s.metrics}
+		if s.trailMetrics, err = newTrailMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+	}
+	var err error
+	if s.trail, err = newTrail(cfg, s.trailMetrics); err != nil {
+		return nil, fmt.Errorf("server: audit: %w", err)
 	}
 
 	e := echo.New()
@@ -291,9 +314,10 @@ func New(cfg Config) (*Server, error) {
 	e.Use(outer...)
 	e.Use(s.observe, s.recoverPanic, s.cors())
 	// Every operation: the brute-force guard, then the access table, before
-	// any body is read: strangers cost nothing.
+	// any body is read: strangers cost nothing. Then the audit trail's
+	// record of every refusal from there on.
 	checked := func(op Op, more ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
-		return append([]echo.MiddlewareFunc{s.guardFailures, s.authorize(op)}, more...)
+		return append([]echo.MiddlewareFunc{s.guardFailures(op), s.authorize(op), s.audited(op)}, more...)
 	}
 	api.RegisterHandlersWithOptions(e, api.NewStrictHandler(s, nil), api.RegisterHandlersOptions{
 		OperationMiddlewares: map[string][]echo.MiddlewareFunc{

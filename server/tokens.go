@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/audit"
 	"github.com/tokensvc/tokensvc/store"
 )
 
@@ -19,6 +20,9 @@ func (s *Server) GetToken(ctx context.Context, req api.GetTokenRequestObject) (a
 		return nil, err
 	}
 	ri.tokenID = id.String()
+	if err := s.record(ctx, s.tokenEvent(ctx, OpLookup, id)); err != nil {
+		return nil, err
+	}
 	return api.GetToken200JSONResponse(tokenInfo(id, rec)), nil
 }
 
@@ -33,9 +37,19 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 	}
 	ri.tokenID = id.String()
 	if err := s.revoke(sctx, id); err != nil {
+		return nil, aboutToken(err, id, "")
+	}
+	if err := s.record(ctx, s.tokenEvent(ctx, OpRevoke, id)); err != nil {
 		return nil, err
 	}
 	return api.RevokeToken204Response{}, nil
+}
+
+// tokenEvent is the event of op done on the token id.
+func (s *Server) tokenEvent(ctx context.Context, op Op, id store.ID) audit.Event {
+	e := s.event(ctx, op)
+	e.TokenID = id.String()
+	return e
 }
 
 // ownToken finds a token for op, which the access table allows only on the
@@ -49,11 +63,11 @@ func (s *Server) ownToken(ctx context.Context, op Op, c caller, tokenID string) 
 	rec, err := s.cfg.Store.Get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return id, rec, errNoSuchToken
+		return id, rec, aboutToken(errNoSuchToken, id, "")
 	case err != nil:
-		return id, rec, err
+		return id, rec, aboutToken(err, id, "")
 	}
-	return id, rec, s.access.decide(op, c, &rec)
+	return id, rec, aboutToken(s.access.decide(op, c, &rec), id, "")
 }
 
 func (s *Server) revoke(ctx context.Context, id store.ID) error {
