@@ -4,14 +4,15 @@
 //
 // # Key schema, layout 2
 //
-// Every key starts with the configured prefix (default store.DefaultPrefix), so a
-// Redis ACL user limited to ~<prefix>* can run tokensvc and its migrations:
+// Every key starts with the configured prefix (default
+// redisstore.DefaultPrefix), so a Redis ACL user limited to ~<prefix>* can
+// run tokensvc and its migrations:
 //
 //	<prefix>layout              string  the layout version, written by Apply
 //	<prefix>{g}t:<id>           string  one token record, with a TTL
 //	<prefix>{g}e:<key id>       string  a partner key's revocation epoch, per group (INCR)
 //	<prefix>{g}i:<name>         string  a marker (store PutMarker): at most 512 opaque bytes, with a TTL
-//	<prefix>rl:<what>           string  a rate limit's GCRA state, with a TTL (store.Limiter)
+//	<prefix>rl:<what>           string  a rate limit's GCRA state, with a TTL (redisstore.Limiter)
 //
 // <what> is gen:<key id> (minting per partner key) or fail:<client address>
 // (the brute-force guard). A limit's value is its theoretical arrival time
@@ -27,17 +28,17 @@
 // key's epoch is kept in every group, so a record and the epoch it is
 // checked against share a hash slot and one script reads both (revoking a
 // key is 256 INCRs, whatever its tokens). The "t:", "e:" and "i:" are
-// store.RecordInfix, store.EpochInfix and store.MarkerInfix; a test holds this
+// redisstore.RecordInfix, EpochInfix and MarkerInfix; a test holds this
 // text to them.
 //
-// A record's value is a binary envelope (see store/codec.go): version,
-// state (0 live, 1 used, 2 revoked, 3 taken), policy flags, use counters at
-// fixed offsets (rewritten in place by the Lua scripts with SETRANGE, which
-// keeps the TTL), created/expiry in ms, policy values, the minting key's id
-// and epoch, then the bundle sealed with AES-256-GCM under a key derived
-// from the token. Used, revoked and taken records shrink to tombstones
-// holding only state and key id. A taken tombstone is what Take (a
-// refresh) leaves: every read reports it as revoked, Revoke turns it into
+// A record's value is a binary envelope (see store/redisstore/codec.go):
+// version, state (0 live, 1 used, 2 revoked, 3 taken), policy flags, use
+// counters at fixed offsets (rewritten in place by the Lua scripts with
+// SETRANGE, which keeps the TTL), created/expiry in ms, policy values, the
+// minting key's id and epoch, then the bundle sealed with AES-256-GCM under
+// a key derived from the token. Used, revoked and taken records shrink to
+// tombstones holding only state and key id. A taken tombstone is what Take
+// (a refresh) leaves: every read reports it as revoked, Revoke turns it into
 // a revoked one, and only Restore, finding it still there, puts the record
 // back. Scripts are sent with EVALSHA and loaded again where missing; none
 // needs to be installed by a step.

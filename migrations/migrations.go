@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 )
 
 // Layout is the keyspace layout this binary reads and writes. Layout 2
@@ -20,9 +20,9 @@ const Layout = 2
 // The key schema, in the words of the package documentation, from the
 // store's own key kinds.
 const (
-	recordKey = "<prefix>{g}" + store.RecordInfix + "<id>"
-	epochKey  = "<prefix>{g}" + store.EpochInfix + "<key id>"
-	markerKey = "<prefix>{g}" + store.MarkerInfix + "<name>"
+	recordKey = "<prefix>{g}" + redisstore.RecordInfix + "<id>"
+	epochKey  = "<prefix>{g}" + redisstore.EpochInfix + "<key id>"
+	markerKey = "<prefix>{g}" + redisstore.MarkerInfix + "<name>"
 )
 
 // Errors of Check and Apply; the wrapped text tells the operator what to do.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 )
 
 // oldLimitPrefix is where redis_rate put tokensvc's rate limits, in front
@@ -16,7 +16,7 @@ const oldLimitPrefix = "rate:"
 
 // rateLimitsStep names the step that moved the rate limits inside the prefix.
 var rateLimitsStep = fmt.Sprintf("rate limits at <prefix>%s<what>; the old %s<prefix>%s* keys deleted",
-	store.LimitInfix, oldLimitPrefix, store.LimitInfix)
+	redisstore.LimitInfix, oldLimitPrefix, redisstore.LimitInfix)
 
 // dropOldLimits deletes the rate limits that tokensvc kept at
 // rate:<prefix>rl:<what>, outside the prefix, on one node. GCRA state is
@@ -24,7 +24,7 @@ var rateLimitsStep = fmt.Sprintf("rate limits at <prefix>%s<what>; the old %s<pr
 // moving them) only forgets recent events, so each limit restarts with a
 // full bucket. Left alone they would expire within their limit's period.
 func dropOldLimits(ctx context.Context, c redis.Cmdable, prefix string) error {
-	match := oldLimitPrefix + globEscape(prefix+store.LimitInfix) + "*"
+	match := oldLimitPrefix + globEscape(prefix+redisstore.LimitInfix) + "*"
 	var cursor uint64
 	for {
 		keys, next, err := c.Scan(ctx, cursor, match, 1000).Result()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,15 +89,15 @@ func TestClusterApplyDeletesOldRateLimits(t *testing.T) {
 	prefix := fmt.Sprintf("migc%d:", n.Add(1))
 	old := plantOldLimits(t, c, prefix, 300)
 	ctx := context.Background()
-	masters := 0
+	var masters atomic.Int32 // ForEachMaster calls fn on every master at once
 	c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		if n, _ := node.DBSize(ctx).Result(); n > 0 {
-			masters++ // racy counter is fine: ForEachMaster waits for all
+			masters.Add(1)
 		}
 		return nil
 	})
-	if masters < 2 {
-		t.Fatalf("the old keys sit on %d masters; the test needs several", masters)
+	if masters.Load() < 2 {
+		t.Fatalf("the old keys sit on %d masters; the test needs several", masters.Load())
 	}
 	if _, err := migrations.Apply(ctx, c, prefix); err != nil {
 		t.Fatal(err)

@@ -172,6 +172,7 @@ type caller struct {
 	role   Role
 	key    keys.Key // PartnerServer, PartnerClient: the partner
 	origin string   // BrowserHolder, PartnerClient: the browser's Origin
+	secret string   // PartnerServer, PartnerClient: the secret presented, for recheck; never logged
 }
 
 // access decides the table's cells. It holds the secrets it checks as
@@ -238,9 +239,9 @@ func (a *access) identify(op Op, cr credentials) (caller, error) {
 		case err != nil:
 			return caller{}, errInvalidAPIKey
 		case kind == keys.ServerSecret:
-			return caller{role: PartnerServer, key: key}, nil
+			return caller{role: PartnerServer, key: key, secret: cr.apiKey}, nil
 		}
-		return caller{role: PartnerClient, key: key, origin: cr.origin}, nil
+		return caller{role: PartnerClient, key: key, origin: cr.origin, secret: cr.apiKey}, nil
 	}
 	switch {
 	case cr.hasToken && cr.origin != "":
@@ -283,6 +284,20 @@ func (a *access) decide(op Op, c caller, rec *store.Record) error {
 		}
 	case withhold:
 		return errWithheld
+	}
+	return nil
+}
+
+// recheck authenticates a partner caller again, against the keys in
+// force now: a request that was slow to send its body must not mint with
+// a secret removed, rotated away or disabled meanwhile.
+func (a *access) recheck(c caller) error {
+	if c.role != PartnerServer && c.role != PartnerClient {
+		return nil
+	}
+	again, err := a.identify(OpMint, credentials{apiKey: c.secret, origin: c.origin})
+	if err != nil || again.role != c.role || again.key.ID != c.key.ID {
+		return errInvalidAPIKey
 	}
 	return nil
 }

@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,4 +245,118 @@ func TestGuardClients(t *testing.T) {
 	if len(g.blocked) != 1 {
 		t.Errorf("expired clients kept: %d remembered", len(g.blocked))
 	}
+}
+
+// Credential headers sent twice are refused: which one counts is not a
+// proxy's choice.
+func TestDuplicateCredentialHeaders(t *testing.T) {
+	h := newHarness(t, nil)
+	token := h.mint(t, "", `{"a":1}`)
+	for _, name := range []string{"x-api-key", "x-api-token", "Authorization", "Origin", "X-Admin-Token"} {
+		req := httptest.NewRequest("GET", "/verify", nil)
+		req.Header.Set("x-api-token", token)
+		req.Header.Add(name, "one")
+		req.Header.Add(name, "two")
+		rec := httptest.NewRecorder()
+		h.srv.ServeHTTP(rec, req)
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"bad_request"`) {
+			t.Errorf("%s twice: %d %s", name, rec.Code, rec.Body)
+		}
+	}
+}
+
+// forgetful forgets every key after its first Authenticate: a key removed
+// while a slow client was still sending its body.
+type forgetful struct {
+	Partners
+	calls int
+}
+
+func (f *forgetful) Authenticate(secret, origin string) (keys.Key, keys.SecretKind, error) {
+	if f.calls++; f.calls > 1 {
+		return keys.Key{}, 0, keys.ErrUnknownKey
+	}
+	return f.Partners.Authenticate(secret, origin)
+}
+
+// A secret removed between the headers and the end of the body mints
+// nothing.
+func TestMintRechecksTheKey(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Partners = &forgetful{Partners: c.Partners} })
+	wantError(t, h.do(t, "POST", "/generate", `{"a":1}`, jsonCT, "x-api-key: "+partnerKey), 403, "invalid_api_key")
+}
+
+// A client secret never replays what the server secret minted under the
+// same Idempotency-Key; another lifetime or a used-up token is a conflict.
+func TestIdempotencyKeyPerSecretAndRequest(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		withKeys(t, webKeys)(c)
+		c.IdempotencySecret = []byte("0123456789abcdef0123456789abcdef")
+	})
+	server := []string{jsonCT, "x-api-key: ss-web-123", "Idempotency-Key: order-1"}
+	client := []string{jsonCT, "x-api-key: cs-web-123", "Origin: https://app.example.com", "Idempotency-Key: order-1"}
+	first := h.do(t, "POST", "/generate?uses=1", `{"a":1}`, server...).json(t)["token"]
+	if got := h.do(t, "POST", "/generate?uses=1", `{"a":1}`, client...).json(t)["token"]; got == first {
+		t.Fatal("the client secret got the server secret's token back")
+	}
+	wantError(t, h.do(t, "POST", "/generate?uses=1&ttl=86400", `{"a":1}`, server...), 409, "idempotency_conflict")
+	if res := h.verify(t, first.(string)); res.status != 200 {
+		t.Fatal(res.status)
+	}
+	wantError(t, h.do(t, "POST", "/generate?uses=1", `{"a":1}`, server...), 409, "idempotency_conflict")
+}
+
+// counting counts the uses asked of the store, each taking a while, as
+// over a network, so that concurrent requests are in flight together.
+type counting struct {
+	Store
+	mu       sync.Mutex
+	consumes int
+	latency  time.Duration
+}
+
+func (c *counting) Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+	c.mu.Lock()
+	c.consumes++
+	c.mu.Unlock()
+	time.Sleep(c.latency)
+	return c.Store.Consume(ctx, id, now)
+}
+
+// A client that failed lately has each check taken from its allowance
+// first: 50 guesses at once, with room for one, reach the store once.
+func TestGuardHoldsConcurrentGuesses(t *testing.T) {
+	var st *counting
+	h := newHarness(t, func(c *Config) {
+		withLimits(ratelimit.Limit{N: 100, Per: time.Minute})(c)
+		st = &counting{Store: c.Store}
+		c.Store = st
+	})
+	bad := "00000000-0000-4000-8000-000000000000"
+	for i := 0; i < 100; i++ {
+		wantError(t, h.verify(t, bad), 403, "invalid_token")
+	}
+	wantError(t, h.verify(t, bad), 429, "rate_limited")
+	h.clock.Add(700 * time.Millisecond) // room for one more check
+	st.consumes, st.latency = 0, 20*time.Millisecond
+	var wg sync.WaitGroup
+	codes := make([]int, 50)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := httptest.NewRequest("GET", "/verify", nil)
+			req.Header.Set("x-api-token", bad)
+			rec := httptest.NewRecorder()
+			h.srv.ServeHTTP(rec, req)
+			codes[i] = rec.Code
+		}()
+	}
+	wg.Wait()
+	if st.consumes > 1 {
+		t.Errorf("%d of 50 concurrent guesses reached the store, want at most 1 (codes %v)", st.consumes, codes)
+	}
+	// Good credentials are refused too while the client is over the limit.
+	good := h.mint(t, "", `{"a":1}`, "RemoteAddr: 198.51.100.50:1")
+	wantError(t, h.verify(t, good), 429, "rate_limited")
 }

@@ -55,7 +55,7 @@ func TestErrorCodesAgree(t *testing.T) {
 	}
 	section := readme[i:]
 	section = section[:strings.Index(section[len("### Errors"):], "\n#")+len("### Errors")]
-	row := regexp.MustCompile("(?m)^\\| ([0-9, ]+) \\| ([^|]+) \\|")
+	row := regexp.MustCompile(`(?m)^\| ([0-9, ]+) \| ([^|]+) \|`)
 	backticked := regexp.MustCompile("`([a-z_]+)`")
 	documented := map[api.ErrorError]int{}
 	for _, m := range row.FindAllStringSubmatch(section, -1) {

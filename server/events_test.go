@@ -252,8 +252,9 @@ func TestAuditRequiredFailsClosed(t *testing.T) {
 	}
 }
 
-// The brute-force guard's refusals are blocks, counted; the failed check
-// that tipped the client over is recorded before the block.
+// The brute-force guard's refusals are blocks, counted. A suspect
+// client's check is taken before it runs, so the request past the limit
+// is a block, not a refusal.
 func TestAuditGuardBlocks(t *testing.T) {
 	sink := &trailSink{}
 	reg := prometheus.NewRegistry()
@@ -265,7 +266,7 @@ func TestAuditGuardBlocks(t *testing.T) {
 	for range 2 {
 		wantError(t, h.verify(t, bad), 403, "invalid_token")
 	}
-	wantError(t, h.verify(t, bad), 429, "rate_limited") // the third failure tips it over
+	wantError(t, h.verify(t, bad), 429, "rate_limited") // the third check is over the limit
 	wantError(t, h.verify(t, bad), 429, "rate_limited") // remembered
 	var kinds []string
 	for _, e := range sink.take(t) {
@@ -274,7 +275,7 @@ func TestAuditGuardBlocks(t *testing.T) {
 			t.Errorf("a block without its client or wait: %+v", e)
 		}
 	}
-	want := []string{"use:invalid_token:", "use:invalid_token:", "use:invalid_token:", "block:rate_limited:failures", "block:rate_limited:failures"}
+	want := []string{"use:invalid_token:", "use:invalid_token:", "block:rate_limited:failures", "block:rate_limited:failures"}
 	if diff := cmp.Diff(want, kinds); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}

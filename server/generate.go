@@ -35,6 +35,9 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 	if err := pol.apply(&rec, *req.JSONBody); err != nil {
 		return nil, err
 	}
+	if err := s.access.recheck(ri.caller); err != nil {
+		return nil, err
+	}
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
 
@@ -42,7 +45,7 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 	var id store.ID
 	replayed := false
 	if req.Params.IdempotencyKey != nil {
-		token, id, rec, replayed, err = s.putIdempotent(sctx, *req.Params.IdempotencyKey, rec)
+		token, id, rec, replayed, err = s.putIdempotent(sctx, ri.caller, *req.Params.IdempotencyKey, rec)
 	} else {
 		token, id, err = s.put(sctx, rec)
 	}

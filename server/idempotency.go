@@ -34,10 +34,14 @@ type marker struct {
 	aead cipher.AEAD
 }
 
-func newMarker(secret []byte, keyID, idemKey string) marker {
+// newMarker names the marker of an Idempotency-Key of a partner key, per
+// kind of secret: a client secret is public, so it never replays what the
+// server secret minted.
+func newMarker(secret []byte, role Role, keyID, idemKey string) marker {
 	mac := func(label string) []byte {
 		m := hmac.New(sha256.New, secret)
 		m.Write([]byte(label))
+		m.Write([]byte{byte(role)})
 		m.Write([]byte(keyID))
 		m.Write([]byte{0})
 		m.Write([]byte(idemKey))
@@ -59,7 +63,7 @@ func newMarker(secret []byte, keyID, idemKey string) marker {
 const digestLen = sha256.Size
 
 // digest sums what makes two mints the same request: the bundle, its
-// private part and the token policy.
+// private part, the lifetime and the token policy.
 func digest(rec store.Record) []byte {
 	h := sha256.New()
 	var n [8]byte
@@ -68,7 +72,7 @@ func digest(rec store.Record) []byte {
 		h.Write(n[:])
 		h.Write(part)
 	}
-	for _, v := range []uint64{uint64(rec.MaxUses), uint64(rec.ReuseGrace), uint64(rec.IdleTTL)} {
+	for _, v := range []uint64{uint64(rec.TTL()), uint64(rec.MaxUses), uint64(rec.ReuseGrace), uint64(rec.IdleTTL)} {
 		binary.BigEndian.PutUint64(n[:], v)
 		h.Write(n[:])
 	}
@@ -103,11 +107,11 @@ func (m marker) open(v []byte) (uuid.UUID, []byte, error) {
 // putIdempotent mints rec for an Idempotency-Key: the token a previous
 // request with the key minted, if it is the same request and its token
 // lives (replayed), or else a fresh one remembered under the key.
-func (s *Server) putIdempotent(ctx context.Context, idemKey string, rec store.Record) (_ uuid.UUID, _ store.ID, _ store.Record, replayed bool, _ error) {
+func (s *Server) putIdempotent(ctx context.Context, c caller, idemKey string, rec store.Record) (_ uuid.UUID, _ store.ID, _ store.Record, replayed bool, _ error) {
 	if len(s.cfg.IdempotencySecret) == 0 {
 		return uuid.UUID{}, store.ID{}, rec, false, newError(api.ErrorErrorIdempotencyUnavailable, "Idempotency-Key needs TOKENSVC_IDEMPOTENCY_SECRET on a Redis-backed service")
 	}
-	m := newMarker(s.cfg.IdempotencySecret, rec.KeyID, idemKey)
+	m := newMarker(s.cfg.IdempotencySecret, c.role, rec.KeyID, idemKey)
 	sum := digest(rec)
 	prev, err := s.cfg.Store.GetMarker(ctx, m.name)
 	switch {
@@ -161,6 +165,8 @@ func (s *Server) replay(ctx context.Context, m marker, v, sum []byte) (uuid.UUID
 		return token, id, rec, err
 	case rec.State != store.Live:
 		return token, id, rec, newError(api.ErrorErrorIdempotencyConflict, "the token of this Idempotency-Key was %s", rec.State)
+	case rec.UsesLeft() == 0:
+		return token, id, rec, newError(api.ErrorErrorIdempotencyConflict, "the token of this Idempotency-Key has had its uses")
 	}
 	return token, id, rec, nil
 }

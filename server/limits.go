@@ -38,24 +38,36 @@ func (s *Server) limitMinting(next echo.HandlerFunc) echo.HandlerFunc {
 
 // guard is the brute-force guard: failed checks (see failedCheck: wrong
 // tokens, partner keys, admin tokens, gateway secrets) count against the
-// client, in the shared limiter; past the limit the client gets 429 until
-// the limit allows again. A client is an IPv4 address, or an IPv6 /64 (what
-// one subscriber is usually given). Refused clients are remembered here, a
-// bounded number of them, so that a refused client costs no store round
-// trip; successful checks cost nothing.
+// client, in the shared limiter; past the limit the client gets 429, even
+// with good credentials, until the limit allows again. A client is an
+// IPv4 address, or an IPv6 /64 (what one subscriber is usually given).
+//
+// A client with no failed check lately costs nothing: its checks run and
+// only a failure is counted. A client that failed within the limit's
+// period is a suspect: each of its checks first takes one from its
+// allowance and gives it back if it passes, so that however many requests
+// it sends at once, no more checks are answered than the limit allows. A
+// first burst from a new client can pass the limit by as many requests as
+// it has in flight before its first failure is counted.
+//
+// Refused clients and suspects are remembered here, a bounded number of
+// each: a refused client costs no round trip; when there is no room for a
+// suspect, every client is treated as one (slower, never weaker).
 type guard struct {
 	limiter Limiter // nil: off
 	limit   ratelimit.Limit
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu      sync.Mutex
-	blocked map[string]time.Time // client -> refused until
+	mu       sync.Mutex
+	blocked  map[string]time.Time // client -> refused until
+	suspects map[string]time.Time // client -> suspect until
+	crowded  bool                 // suspects is full: everyone is one
 }
 
-// maxBlocked bounds the clients remembered as refused. Past it, expired
-// ones are dropped first; a client that finds no room is still refused,
-// by the shared limiter, at the cost of a round trip.
+// maxBlocked bounds the clients remembered as refused, and the suspects.
+// Past it, expired ones are dropped first; a refused client that finds no
+// room is still refused by the shared limiter, at the cost of a round trip.
 const maxBlocked = 10_000
 
 func (g *guard) on() bool { return g.limiter != nil && !g.limit.Zero() }
@@ -110,6 +122,39 @@ func (g *guard) block(cl string, until time.Time) bool {
 	return true
 }
 
+// suspect says whether cl failed a check lately.
+func (g *guard) suspect(cl string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.crowded {
+		return true
+	}
+	until, ok := g.suspects[cl]
+	if ok && !until.After(g.now()) {
+		delete(g.suspects, cl)
+		return false
+	}
+	return ok
+}
+
+// suspected remembers that cl failed a check now.
+func (g *guard) suspected(cl string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	if _, ok := g.suspects[cl]; !ok && len(g.suspects) >= maxBlocked {
+		for k, t := range g.suspects {
+			if !t.After(now) {
+				delete(g.suspects, k)
+			}
+		}
+		if g.crowded = len(g.suspects) >= maxBlocked; g.crowded {
+			return
+		}
+	}
+	g.suspects[cl] = now.Add(g.limit.Per)
+}
+
 // take counts n failed checks of cl (a negative n gives -n back). It
 // returns the wait before cl may try again, 0 when allowed. A limiter
 // outage lets the checks through, logged: the guard is no reason to stop
@@ -146,11 +191,24 @@ func (s *Server) guardFailures(op Op) echo.MiddlewareFunc {
 			if wait := g.refusedFor(ri.client); wait > 0 {
 				return s.guardBlock(ctx, op, wait)
 			}
+			if g.suspect(ri.client) {
+				if wait := g.take(ctx, ri.client, 1); wait > 0 {
+					return s.guardBlock(ctx, op, wait)
+				}
+				err := next(c)
+				if e, ok := toError(err); err != nil && ok && failedCheck(e.Code) {
+					g.suspected(ri.client)
+					return err // the check taken first counts it
+				}
+				g.take(ctx, ri.client, -1)
+				return err
+			}
 			err := next(c)
 			if err == nil {
 				return nil // the common case costs nothing more
 			}
 			if e, ok := toError(err); ok && failedCheck(e.Code) {
+				g.suspected(ri.client)
 				if wait := g.take(ctx, ri.client, 1); wait > 0 {
 					return s.guardBlock(ctx, op, wait)
 				}

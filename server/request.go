@@ -157,6 +157,11 @@ func (s *Server) authorize(op Op) echo.MiddlewareFunc {
 			r := c.Request()
 			ri := info(r.Context())
 			h := r.Header
+			for _, name := range credentialHeaders {
+				if len(h[name]) > 1 {
+					return s.refused(r.Context(), op, newError(api.ErrorErrorBadRequest, "%s was sent more than once", name))
+				}
+			}
 			cr := credentials{apiKey: h.Get("x-api-key"), origin: h.Get("Origin"), hasToken: ri.token != "", admin: h.Get("X-Admin-Token")}
 			if op == OpBatch {
 				cr.hasToken = true // in the body, checked one by one
@@ -177,6 +182,10 @@ func (s *Server) authorize(op Op) echo.MiddlewareFunc {
 		}
 	}
 }
+
+// credentialHeaders may each be sent once: a proxy that appends a second
+// value must not decide which one counts.
+var credentialHeaders = []string{"X-Api-Key", "X-Api-Token", "Authorization", "Origin", "X-Admin-Token"}
 
 // gatewayProof is the X-Gateway-Secret header, and whether it was sent.
 func gatewayProof(h http.Header) (string, bool) {

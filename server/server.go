@@ -271,7 +271,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Propagator = propagation.TraceContext{}
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, access: newAccess(cfg.Partners, cfg.AdminToken, cfg.ForwardSecret)}
-	s.guard = &guard{limiter: cfg.Limiter, limit: cfg.FailureRate, log: cfg.Logger, now: cfg.Now, blocked: map[string]time.Time{}}
+	s.guard = &guard{limiter: cfg.Limiter, limit: cfg.FailureRate, log: cfg.Logger, now: cfg.Now, blocked: map[string]time.Time{}, suspects: map[string]time.Time{}}
 	// Tracing and request metrics wrap observe: the span is in the context
 	// the access log reads, and the status they record is the one written.
 	var outer []echo.MiddlewareFunc

@@ -61,7 +61,7 @@ func (m *Memory) lookup(id ID) (*memRecord, bool) {
 
 // Put stores rec under id; ErrExists when id is taken.
 func (m *Memory) Put(_ context.Context, id ID, rec Record) error {
-	if err := rec.validate(); err != nil {
+	if err := rec.Validate(); err != nil {
 		return err
 	}
 	rec.Bundle = clone(rec.Bundle)
@@ -72,7 +72,7 @@ func (m *Memory) Put(_ context.Context, id ID, rec Record) error {
 		return ErrExists
 	}
 	rec.KeyEpoch = m.epochs[rec.KeyID]
-	m.recs[id] = &memRecord{rec: rec, deadline: rec.CreatedAt.Add(rec.initialTTL())}
+	m.recs[id] = &memRecord{rec: rec, deadline: rec.CreatedAt.Add(rec.InitialTTL())}
 	return nil
 }
 
@@ -83,7 +83,7 @@ func (m *Memory) Get(_ context.Context, id ID) (Record, error) {
 	return m.get(id)
 }
 
-// GetMany is Get for each id, in order; see Redis.GetMany.
+// GetMany is Get for each id, in order; see redisstore.Store.GetMany.
 func (m *Memory) GetMany(_ context.Context, ids []ID) []Result {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -105,7 +105,7 @@ func (m *Memory) get(id ID) (Record, error) {
 	return e.rec, nil
 }
 
-// Consume uses the token once; see Redis.Consume.
+// Consume uses the token once; see redisstore.Store.Consume.
 func (m *Memory) Consume(_ context.Context, id ID, now time.Time) (Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -150,7 +150,7 @@ func (m *Memory) ConsumeMany(_ context.Context, ids []ID, now time.Time) []Resul
 	return out
 }
 
-// Take ends a live token and returns it; see Redis.Take.
+// Take ends a live token and returns it; see redisstore.Store.Take.
 func (m *Memory) Take(_ context.Context, id ID, now time.Time) (Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -159,7 +159,7 @@ func (m *Memory) Take(_ context.Context, id ID, now time.Time) (Record, error) {
 		return Record{}, err
 	}
 	if r := e.rec; r.MaxUses > 0 && r.Uses >= r.MaxUses {
-		return Record{}, ErrUsed // even within the reuse grace; see Redis.Take
+		return Record{}, ErrUsed // even within the reuse grace; see redisstore.Store.Take
 	}
 	out := e.rec
 	e.tombstone(Revoked)
@@ -168,7 +168,7 @@ func (m *Memory) Take(_ context.Context, id ID, now time.Time) (Record, error) {
 }
 
 // Restore puts back a record that Take ended, if the token has not been
-// revoked since; see Redis.Restore.
+// revoked since; see redisstore.Store.Restore.
 func (m *Memory) Restore(_ context.Context, id ID, rec Record) error {
 	if rec.State != Live {
 		return errors.New("store: only live records can be restored")
@@ -193,7 +193,7 @@ func (m *Memory) Restore(_ context.Context, id ID, rec Record) error {
 	return ErrExists
 }
 
-// Revoke ends a token now; see Redis.Revoke.
+// Revoke ends a token now; see redisstore.Store.Revoke.
 func (m *Memory) Revoke(_ context.Context, id ID, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -212,7 +212,7 @@ func (m *Memory) Revoke(_ context.Context, id ID, now time.Time) error {
 	return nil
 }
 
-// RevokeKey moves the key's epoch on; see Redis.RevokeKey.
+// RevokeKey moves the key's epoch on; see redisstore.Store.RevokeKey.
 func (m *Memory) RevokeKey(_ context.Context, keyID string) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -220,9 +220,9 @@ func (m *Memory) RevokeKey(_ context.Context, keyID string) (uint64, error) {
 	return m.epochs[keyID], nil
 }
 
-// PutMarker stores value under name for ttl; see Redis.PutMarker.
+// PutMarker stores value under name for ttl; see redisstore.Store.PutMarker.
 func (m *Memory) PutMarker(_ context.Context, name ID, value []byte, ttl time.Duration) error {
-	if err := validMarker(value, ttl); err != nil {
+	if err := ValidateMarker(value, ttl); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -236,7 +236,7 @@ func (m *Memory) PutMarker(_ context.Context, name ID, value []byte, ttl time.Du
 }
 
 // GetMarker returns the value of the marker called name; see
-// Redis.GetMarker.
+// redisstore.Store.GetMarker.
 func (m *Memory) GetMarker(_ context.Context, name ID) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -1,11 +1,13 @@
 // Package store keeps token records: what a token was minted for, under
-// which policy, and until when. It knows nothing of HTTP or raw tokens:
-// callers address records by ID, a hash of the token, so a store dump never
-// yields a usable token.
+// which policy, and until when. It knows nothing of HTTP, Redis or raw
+// tokens: callers address records by ID, a hash of the token, so a store
+// dump never yields a usable token.
 //
 // Two implementations pass the same contract suite (package storetest):
-// Redis, for any number of service instances, and Memory, for one process
-// without Redis.
+// the Redis store (package store/redisstore), for any number of service
+// instances, and Memory, here, for one process without Redis. Both use
+// this package's records, sentinel errors and checks, so callers that only
+// need those (package server) do not depend on a Redis client.
 package store
 
 import (
@@ -143,15 +145,19 @@ func (r Record) UsesLeft() int64 {
 	return int64(r.MaxUses) - int64(r.Uses)
 }
 
-// initialTTL is how long the key lives when first written.
-func (r Record) initialTTL() time.Duration {
+// InitialTTL is how long a new record lives when Put writes it: IdleTTL
+// when that is set and shorter than TTL, else TTL.
+func (r Record) InitialTTL() time.Duration {
 	if r.IdleTTL > 0 && r.IdleTTL < r.TTL() {
 		return r.IdleTTL
 	}
 	return r.TTL()
 }
 
-func (r Record) validate() error {
+// Validate returns why r cannot be written by Put, or nil: Put takes only a
+// live record with no uses yet, a lifetime from a millisecond to MaxTTL
+// and a session that does not start after it.
+func (r Record) Validate() error {
 	switch {
 	case r.State != Live:
 		return errors.New("store: only live records can be written")
@@ -170,8 +176,10 @@ func (r Record) validate() error {
 // MaxMarkerSize is the most bytes a marker's value may hold.
 const MaxMarkerSize = 512
 
-// validMarker checks PutMarker's value and ttl.
-func validMarker(value []byte, ttl time.Duration) error {
+// ValidateMarker returns why PutMarker cannot store value for ttl, or
+// nil: value holds at most MaxMarkerSize bytes, and ttl is between a
+// millisecond and MaxTTL.
+func ValidateMarker(value []byte, ttl time.Duration) error {
 	switch {
 	case len(value) > MaxMarkerSize:
 		return errors.New("store: a marker holds at most MaxMarkerSize bytes")

@@ -32,6 +32,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokensvc/tokensvc/server/keys"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 )
 
 // batchSize is the number of tokens of one /verify/batch request.
@@ -147,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	started := time.Now()
 	facts := machineFacts(ctx)
 
-	b := &bench{o: o, prefix: "tokensvc:"}
+	b := &bench{o: o, prefix: redisstore.DefaultPrefix} // tokensvc runs with the default prefix
 	if b.dir, err = os.MkdirTemp("", "tokenbench-"); err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokensvc/tokensvc/store/redisstore"
 )
 
 // redisBench runs redis-benchmark GET and SET at the load's concurrency,
@@ -117,7 +119,7 @@ func isRecordKey(prefix, key string) bool {
 	if len(rest) > 4 && rest[0] == '{' && rest[3] == '}' {
 		rest = rest[4:]
 	}
-	return strings.HasPrefix(rest, "t:")
+	return strings.HasPrefix(rest, redisstore.RecordInfix)
 }
 
 // scanRecords calls fn with every record key under prefix.

@@ -19,6 +19,7 @@ import (
 	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/server/ratelimit"
 	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 )
 
 // config is everything the service reads from its environment.
@@ -75,7 +76,7 @@ func settings() []setting {
 			func(c *config, v string) error { c.Addr = v; return nil }},
 		{"TOKENSVC_REDIS_URL", "redis.url", "", "Redis URL in go-redis's dialect (redis://, rediss:// or unix://); empty = embedded in-memory store (one instance only); see README for Sentinel and Cluster",
 			func(c *config, v string) error { c.RedisURL = v; return nil }},
-		{"TOKENSVC_REDIS_PREFIX", "redis.prefix", store.DefaultPrefix, "prefix of every Redis key",
+		{"TOKENSVC_REDIS_PREFIX", "redis.prefix", redisstore.DefaultPrefix, "prefix of every Redis key",
 			func(c *config, v string) error { c.RedisPrefix = v; return nonEmpty(v) }},
 		{"TOKENSVC_STORE_TIMEOUT", "redis.timeout", durationText(server.DefaultStoreTimeout), "bound on each store operation; past it the request is answered 503",
 			durationInto(func(c *config) *time.Duration { return &c.StoreTimeout })},

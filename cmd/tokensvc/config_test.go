@@ -13,7 +13,7 @@ import (
 	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/server/ratelimit"
-	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -23,7 +23,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	// The defaults that server, store and keys apply themselves come from
 	// their constants: the settings table does not repeat them.
-	want := config{Addr: ":8080", RedisPrefix: store.DefaultPrefix, StoreTimeout: server.DefaultStoreTimeout, APIKeysReload: keys.DefaultReloadEvery,
+	want := config{Addr: ":8080", RedisPrefix: redisstore.DefaultPrefix, StoreTimeout: server.DefaultStoreTimeout, APIKeysReload: keys.DefaultReloadEvery,
 		TokenTTL: server.DefaultTokenTTL, MaxTokenTTL: server.DefaultMaxTokenTTL, MaxBodyBytes: server.DefaultMaxBodyBytes, ShutdownTimeout: 15 * time.Second,
 		MaxBatch: server.DefaultMaxBatch, MaxSession: server.DefaultMaxSession, IdempotencyKey: []byte{},
 		FailureRate: ratelimit.Limit{N: 100, Per: time.Minute}, AutoPipeline: true}

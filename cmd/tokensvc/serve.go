@@ -20,6 +20,7 @@ import (
 	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/server/ratelimit"
 	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 )
 
 // HTTP server limits. WriteTimeout is above the store timeout so a slow
@@ -177,13 +178,13 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry
 		return nil, nil, nil, err
 	}
 	// Rate limits live under the store's prefix: one ACL key pattern covers both.
-	limits, err := store.NewLimiter(c, store.LimiterOptions{Prefix: cfg.RedisPrefix})
+	limits, err := redisstore.NewLimiter(c, redisstore.LimiterOptions{Prefix: cfg.RedisPrefix})
 	if err != nil {
 		c.Close()
 		return nil, nil, nil, err
 	}
 	// WAIT gets most of the store timeout, so a slow replica is a clean 503.
-	s, err := store.NewRedis(c, store.Options{Prefix: cfg.RedisPrefix, Replicas: cfg.Replicas, ReplicaTimeout: cfg.StoreTimeout * 3 / 4, AutoPipeline: cfg.AutoPipeline})
+	s, err := redisstore.New(c, redisstore.Options{Prefix: cfg.RedisPrefix, Replicas: cfg.Replicas, ReplicaTimeout: cfg.StoreTimeout * 3 / 4, AutoPipeline: cfg.AutoPipeline})
 	if err != nil {
 		c.Close()
 		return nil, nil, nil, err

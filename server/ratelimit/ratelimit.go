@@ -1,7 +1,7 @@
 // Package ratelimit limits how often a thing may happen, by key: a
 // generic cell rate algorithm (GCRA), kept in this process (Memory) or,
 // so that every instance sharing the store shares the limits, in a Counter
-// kept elsewhere (store.Limiter, on Redis) behind Shared. The package
+// kept elsewhere (redisstore.Limiter, on Redis) behind Shared. The package
 // itself knows nothing of Redis.
 //
 // Every limiter takes a negative n as a refund: AllowN(ctx, key, l, -k)
@@ -64,9 +64,10 @@ type Decision struct {
 }
 
 // Counter is a GCRA kept outside this process, in plain values so that
-// its package needs none of ours (store.Limiter implements it on Redis).
-// AllowN has the semantics of Memory.AllowN for a limit of events per
-// per; its errors are the backend's (store.ErrUnavailable for an outage).
+// its package needs none of ours (redisstore.Limiter implements it on
+// Redis). AllowN has the semantics of Memory.AllowN for a limit of events
+// per per; its errors are the backend's (store.ErrUnavailable for an
+// outage).
 type Counter interface {
 	AllowN(ctx context.Context, key string, events int, per time.Duration, n int) (allowed bool, retryAfter time.Duration, err error)
 }

@@ -3,8 +3,6 @@ package ratelimit_test
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokensvc/tokensvc/server/ratelimit"
-	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
@@ -118,12 +116,12 @@ func backends(t *testing.T) []backend {
 	c := redisClient(t)
 	return []backend{mem, {"Redis", func(t *testing.T, now func() time.Time) (limiter, func(string) bool) {
 		prefix := fmt.Sprintf("rl%d:", prefixes.Add(1))
-		l, err := store.NewLimiter(c, store.LimiterOptions{Prefix: prefix, Now: now})
+		l, err := redisstore.NewLimiter(c, redisstore.LimiterOptions{Prefix: prefix, Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ratelimit.NewShared(l), func(key string) bool {
-			n, err := c.Exists(context.Background(), prefix+store.LimitInfix+key).Result()
+			n, err := c.Exists(context.Background(), prefix+redisstore.LimitInfix+key).Result()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +212,7 @@ func TestRedisLimiterConcurrent(t *testing.T) {
 	for i := range shared {
 		c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 32})
 		t.Cleanup(func() { c.Close() })
-		l, err := store.NewLimiter(c, store.LimiterOptions{Prefix: "conc:"})
+		l, err := redisstore.NewLimiter(c, redisstore.LimiterOptions{Prefix: "conc:"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,19 +245,5 @@ func TestRedisLimiterConcurrent(t *testing.T) {
 	wg.Wait()
 	if allowed.Load() != int64(lim.N) || refused.Load() != 64*4-int64(lim.N) {
 		t.Fatalf("%d allowed and %d refused of %d, want exactly %d allowed", allowed.Load(), refused.Load(), 64*4, lim.N)
-	}
-}
-
-// Limits, and the key parser that reads them, need no Redis client:
-// Redis-backed things live with the store.
-func TestNoRedis(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".", "../keys").CombinedOutput()
-	if err != nil {
-		t.Skipf("go list: %v\n%s", err, out)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.Contains(dep, "go-redis") || strings.Contains(dep, "redis_rate") {
-			t.Errorf("server/ratelimit or server/keys depends on %s", dep)
-		}
 	}
 }

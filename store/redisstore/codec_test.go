@@ -1,15 +1,17 @@
-package store
+package redisstore
 
 import (
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tokensvc/tokensvc/store"
 )
 
 func TestCodecRoundTrip(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_123)
-	recs := []Record{
+	recs := []store.Record{
 		{Bundle: []byte(`{"a":[1,2]}`), KeyID: "partner", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
 		{Bundle: []byte(`{}`), Private: []byte(`{"auth":"x"}`), KeyID: "p", KeyEpoch: 300, CreatedAt: now, ExpiresAt: now.Add(time.Minute),
 			SessionStart: now.Add(-time.Hour), MaxUses: 70000, ReuseGrace: 5 * time.Second, IdleTTL: 30 * time.Second},
@@ -23,8 +25,8 @@ func TestCodecRoundTrip(t *testing.T) {
 			t.Fatalf("(-want +got)\n%s", diff)
 		}
 	}
-	for _, state := range []byte{byte(Used), byte(Revoked), stateTaken} {
-		want := State(min(state, byte(Revoked))) // a taken token reads as revoked
+	for _, state := range []byte{byte(store.Used), byte(store.Revoked), stateTaken} {
+		want := store.State(min(state, byte(store.Revoked))) // a taken token reads as revoked
 		got, err := decodeRecord(encodeTombstone(state, "partner"))
 		if err != nil || got.State != want || got.KeyID != "partner" {
 			t.Fatalf("tombstone of state %d: %+v %v", state, got, err)
@@ -33,7 +35,7 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 func TestCodecRejectsCorrupt(t *testing.T) {
-	good := encodeRecord(Record{Bundle: []byte(`{}`), KeyID: "k", CreatedAt: time.Now(), ExpiresAt: time.Now(), MaxUses: 2})
+	good := encodeRecord(store.Record{Bundle: []byte(`{}`), KeyID: "k", CreatedAt: time.Now(), ExpiresAt: time.Now(), MaxUses: 2})
 	for _, b := range [][]byte{nil, {}, {9}, {2, 7, 0}, good[:2], good[:5], good[:14], {2, 0, 0, 1, 1, 200}, {codecVersion, stateTaken + 1, 0, 1, 'k'}} {
 		if _, err := decodeRecord(b); err == nil {
 			t.Errorf("decodeRecord(%v) succeeded", b)

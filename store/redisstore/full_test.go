@@ -1,4 +1,4 @@
-package store_test
+package redisstore_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
@@ -26,7 +27,7 @@ func TestRedisFull(t *testing.T) {
 	srv := storetest.StartServer(t, storetest.ServerOptions{Args: []string{"--maxmemory-policy", "noeviction"}})
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { c.Close() })
-	s, err := store.NewRedis(c, store.Options{Prefix: "full:"})
+	s, err := redisstore.New(c, redisstore.Options{Prefix: "full:"})
 	if err != nil {
 		t.Fatal(err)
 	}

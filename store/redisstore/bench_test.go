@@ -1,4 +1,4 @@
-package store_test
+package redisstore_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
@@ -20,7 +21,7 @@ import (
 // forwarding a round trip costs more than on plain loopback: compare
 // these figures with each other, and tokenbench's for the service.
 //
-//	go test -run '^$' -bench . -benchmem ./store/
+//	go test -run '^$' -bench . -benchmem ./store/redisstore/
 
 // benchSealed is the size of a sealed 150-byte bundle (AES-GCM adds a
 // 16-byte tag).
@@ -28,7 +29,7 @@ const benchSealed = 166
 
 // newBenchRedis is newRedis for benchmarks: a store with a prefix of its
 // own on a client of its own.
-func newBenchRedis(b *testing.B) (*store.Redis, redis.UniversalClient) {
+func newBenchRedis(b *testing.B) (*redisstore.Store, redis.UniversalClient) {
 	b.Helper()
 	opts, err := redis.ParseURL(storetest.NeedRedis(b, redisURL))
 	if err != nil {
@@ -37,7 +38,7 @@ func newBenchRedis(b *testing.B) (*store.Redis, redis.UniversalClient) {
 	c := redis.NewClient(opts)
 	b.Cleanup(func() { c.Close() })
 	prefix := fmt.Sprintf("bench%d:", prefixes.Add(1))
-	s, err := store.NewRedis(c, store.Options{Prefix: prefix})
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func benchRecord(b *testing.B) store.Record {
 }
 
 // benchPut stores n records and returns their IDs.
-func benchPut(b *testing.B, s *store.Redis, n int) []store.ID {
+func benchPut(b *testing.B, s *redisstore.Store, n int) []store.ID {
 	b.Helper()
 	ids := make([]store.ID, n)
 	rec := benchRecord(b)

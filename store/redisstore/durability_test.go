@@ -1,4 +1,4 @@
-package store_test
+package redisstore_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
@@ -30,7 +31,7 @@ func TestRedisReplicaDurability(t *testing.T) {
 		return strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
 	})
 	open := func(t *testing.T) server.Store {
-		s, err := store.NewRedis(pc, store.Options{Prefix: "dur" + storetest.NewID(t).String()[:8] + ":", Replicas: 1, ReplicaTimeout: 2 * time.Second})
+		s, err := redisstore.New(pc, redisstore.Options{Prefix: "dur" + storetest.NewID(t).String()[:8] + ":", Replicas: 1, ReplicaTimeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +39,7 @@ func TestRedisReplicaDurability(t *testing.T) {
 	}
 	t.Run("Contract", func(t *testing.T) { storetest.Run(t, open) })
 
-	s := open(t).(*store.Redis)
+	s := open(t).(*redisstore.Store)
 	for i := 0; i < 20; i++ {
 		id := storetest.NewID(t)
 		if err := s.Put(ctx, id, storetest.NewRecord(`{}`, time.Hour)); err != nil {

@@ -1,4 +1,4 @@
-package store
+package redisstore
 
 import (
 	"context"
@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokensvc/tokensvc/store"
 )
 
-// How the Redis store talks to Redis: scripts and pipelines, WAIT for
+// How the store talks to Redis: scripts and pipelines, WAIT for
 // replicas, scripts loaded again where Redis lost them, and what Redis's
 // answers mean to the store's callers.
 
@@ -20,7 +22,7 @@ import (
 // followed by WAIT when replicas are required; on a Cluster that is one
 // s.script per id instead, since WAIT must follow the writes on their own
 // node's connection.
-func (s *Redis) pipeline(ctx context.Context, sc *redis.Script, ids []ID, now time.Time, write bool, done func(i int, v []any, err error)) {
+func (s *Store) pipeline(ctx context.Context, sc *redis.Script, ids []store.ID, now time.Time, write bool, done func(i int, v []any, err error)) {
 	wait := write && s.replicas > 0
 	if _, cluster := s.c.(*redis.ClusterClient); cluster && wait {
 		for i, id := range ids {
@@ -84,7 +86,7 @@ func (s *Redis) pipeline(ctx context.Context, sc *redis.Script, ids []ID, now ti
 // durably runs the commands fn queues in one pipeline on the connection
 // of the node that holds key, followed by WAIT when replicas are required:
 // WAIT counts only the writes of its own connection.
-func (s *Redis) durably(ctx context.Context, key string, fn func(redis.Pipeliner)) error {
+func (s *Store) durably(ctx context.Context, key string, fn func(redis.Pipeliner)) error {
 	var c redis.Cmdable = s.c
 	if cc, ok := s.c.(*redis.ClusterClient); ok && s.replicas > 0 {
 		master, err := cc.MasterForKey(ctx, key)
@@ -111,7 +113,7 @@ func (s *Redis) durably(ctx context.Context, key string, fn func(redis.Pipeliner
 
 // script runs a script on key durably, loading the scripts again if Redis
 // lost them (restart, failover, SCRIPT FLUSH).
-func (s *Redis) script(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]any, error) {
+func (s *Store) script(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]any, error) {
 	if s.replicas == 0 {
 		return sc.Run(ctx, s.scripts, keys, args...).Slice()
 	}
@@ -138,7 +140,7 @@ func waited(cmd redis.Cmder, want int) error {
 		return err
 	}
 	if n < int64(want) {
-		return fmt.Errorf("%w: %d of %d replicas acknowledged the write in time", ErrUnavailable, n, want)
+		return fmt.Errorf("%w: %d of %d replicas acknowledged the write in time", store.ErrUnavailable, n, want)
 	}
 	return nil
 }
@@ -148,7 +150,7 @@ func isReply(err error) bool {
 	return errors.As(err, &reply)
 }
 
-func (s *Redis) loadScripts(ctx context.Context) error {
+func (s *Store) loadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c *redis.Client) error {
 		for _, sc := range scripts {
 			if err := sc.Load(ctx, c).Err(); err != nil {
@@ -169,23 +171,23 @@ func (s *Redis) loadScripts(ctx context.Context) error {
 }
 
 // scriptResult reads the {code, value, uses} answer of the scripts.
-func scriptResult(op string, v []any, err error) (Record, error) {
+func scriptResult(op string, v []any, err error) (store.Record, error) {
 	if err != nil {
-		return Record{}, wrap(op, err)
+		return store.Record{}, wrap(op, err)
 	}
 	code, _ := v[0].(int64)
 	switch code {
 	case 0:
-		return Record{}, ErrNotFound
+		return store.Record{}, store.ErrNotFound
 	case 2:
-		return Record{}, ErrUsed
+		return store.Record{}, store.ErrUsed
 	case 3, 4: // revoked, or taken by a Take
-		return Record{}, ErrRevoked
+		return store.Record{}, store.ErrRevoked
 	}
 	s, _ := v[1].(string)
 	rec, err := decode([]byte(s))
 	if err != nil {
-		return Record{}, err
+		return store.Record{}, err
 	}
 	if len(v) > 2 {
 		uses, _ := v[2].(int64)
@@ -195,45 +197,45 @@ func scriptResult(op string, v []any, err error) (Record, error) {
 }
 
 // peekResult reads the {code, value} answer of peek: a record or a
-// tombstone, or ErrNotFound.
-func peekResult(op string, v []any, err error) (Record, error) {
+// tombstone, or store.ErrNotFound.
+func peekResult(op string, v []any, err error) (store.Record, error) {
 	if err != nil {
-		return Record{}, wrap(op, err)
+		return store.Record{}, wrap(op, err)
 	}
 	if code, _ := v[0].(int64); code == 0 {
-		return Record{}, ErrNotFound
+		return store.Record{}, store.ErrNotFound
 	}
 	b, _ := v[1].(string)
 	return decode([]byte(b))
 }
 
-func decode(b []byte) (Record, error) {
+func decode(b []byte) (store.Record, error) {
 	rec, err := decodeRecord(b)
 	if err != nil {
-		return Record{}, fmt.Errorf("store: %w", err)
+		return store.Record{}, fmt.Errorf("store: %w", err)
 	}
 	return rec, nil
 }
 
-// wrap marks outages as ErrUnavailable. Redis replies that mean "not now"
-// (loading, failover, read-only replica) are outages too, and a write
-// refused for lack of memory (OOM, also from inside a script) is ErrFull,
-// which is ErrUnavailable too; other replies are bugs and stay plain
-// errors.
+// wrap marks outages as store.ErrUnavailable. Redis replies that mean "not
+// now" (loading, failover, read-only replica) are outages too, and a write
+// refused for lack of memory (OOM, also from inside a script) is
+// store.ErrFull, which is store.ErrUnavailable too; other replies are bugs
+// and stay plain errors.
 func wrap(op string, err error) error {
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, store.ErrUnavailable) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	var reply redis.Error
 	if errors.As(err, &reply) {
 		switch msg := reply.Error(); {
 		case strings.HasPrefix(msg, "OOM "):
-			return fmt.Errorf("store: %s: %w: %w", op, ErrFull, err)
+			return fmt.Errorf("store: %s: %w: %w", op, store.ErrFull, err)
 		case !transient(msg):
 			return fmt.Errorf("store: %s: %w", op, err)
 		}
 	}
-	return fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
+	return fmt.Errorf("store: %s: %w: %w", op, store.ErrUnavailable, err)
 }
 
 func transient(reply string) bool {

@@ -1,4 +1,4 @@
-package store_test
+package redisstore_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 )
 
 // The behaviour of the limiter is tested with the in-process one, from one
@@ -18,7 +19,7 @@ import (
 // covers it), holds a number only, and expires when its bucket is full.
 func TestLimiterLayout(t *testing.T) {
 	_, c, prefix := newRedis(t)
-	l, err := store.NewLimiter(c, store.LimiterOptions{Prefix: prefix})
+	l, err := redisstore.NewLimiter(c, redisstore.LimiterOptions{Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestLimiterLayout(t *testing.T) {
 func TestLimiterUnavailable(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { c.Close() })
-	l, err := store.NewLimiter(c, store.LimiterOptions{})
+	l, err := redisstore.NewLimiter(c, redisstore.LimiterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func TestLimiterUnavailable(t *testing.T) {
 	if ok, _, err := l.AllowN(context.Background(), "k", 0, time.Second, 1); err != nil || !ok {
 		t.Fatalf("AllowN with no limit = %v, %v", ok, err)
 	}
-	if _, err := store.NewLimiter(nil, store.LimiterOptions{}); err == nil {
+	if _, err := redisstore.NewLimiter(nil, redisstore.LimiterOptions{}); err == nil {
 		t.Fatal("NewLimiter accepted a nil client")
 	}
 }

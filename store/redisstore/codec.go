@@ -1,13 +1,15 @@
-package store
+package redisstore
 
 import (
 	"encoding/binary"
 	"errors"
 	"time"
+
+	"github.com/tokensvc/tokensvc/store"
 )
 
 // The value of a record is a compact binary envelope, read by Go and by the
-// Lua scripts in redis.go, so the bundle is stored and returned without
+// Lua scripts in scripts.go, so the bundle is stored and returned without
 // being decoded. Offsets are 0-based:
 //
 //	0   version (3)
@@ -37,8 +39,8 @@ const (
 	fSession = 16
 )
 
-// stateTaken is the envelope state of a taken tombstone. It is no State:
-// callers see a revoked token.
+// stateTaken is the envelope state of a taken tombstone. It is no
+// store.State: callers see a revoked token.
 const stateTaken = 3
 
 // usesHeader is where the varints start in a record with a use limit.
@@ -46,7 +48,7 @@ const usesHeader = 15
 
 var errCorrupt = errors.New("store: corrupt record")
 
-func encodeRecord(r Record) []byte {
+func encodeRecord(r store.Record) []byte {
 	var flags byte
 	set := func(f byte, on bool) {
 		if on {
@@ -60,7 +62,7 @@ func encodeRecord(r Record) []byte {
 	set(fSession, !r.SessionStart.IsZero() && r.SessionStart.Before(r.CreatedAt))
 
 	b := make([]byte, 3, usesHeader+8*binary.MaxVarintLen64+len(r.KeyID)+len(r.Private)+len(r.Bundle))
-	b[0], b[1], b[2] = codecVersion, byte(Live), flags
+	b[0], b[1], b[2] = codecVersion, byte(store.Live), flags
 	b = binary.BigEndian.AppendUint32(b, uint32(r.KeyEpoch))
 	if flags&fUses != 0 {
 		b = binary.BigEndian.AppendUint32(b, r.Uses)
@@ -120,18 +122,18 @@ func (d *decoder) bytes() []byte {
 
 func ms(v uint64) time.Duration { return time.Duration(v) * time.Millisecond }
 
-func decodeRecord(b []byte) (Record, error) {
-	var r Record
+func decodeRecord(b []byte) (store.Record, error) {
+	var r store.Record
 	if len(b) < 3 || b[0] != codecVersion || b[1] > stateTaken {
 		return r, errCorrupt
 	}
-	r.State = State(min(b[1], byte(Revoked)))
+	r.State = store.State(min(b[1], byte(store.Revoked)))
 	flags := b[2]
 	d := decoder{b: b[3:]}
-	if r.State != Live {
+	if r.State != store.Live {
 		r.KeyID = string(d.bytes())
 		if d.bad {
-			return Record{}, errCorrupt
+			return store.Record{}, errCorrupt
 		}
 		return r, nil
 	}
@@ -166,7 +168,7 @@ func decodeRecord(b []byte) (Record, error) {
 		r.Private = d.bytes()
 	}
 	if d.bad {
-		return Record{}, errCorrupt
+		return store.Record{}, errCorrupt
 	}
 	r.Bundle = d.b
 	return r, nil

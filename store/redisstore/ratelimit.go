@@ -1,4 +1,4 @@
-package store
+package redisstore
 
 import (
 	"context"
@@ -52,9 +52,8 @@ func NewLimiter(c redis.UniversalClient, opts LimiterOptions) (*Limiter, error) 
 //
 // A negative n is a refund: it gives back -n events' worth, never beyond a
 // full bucket, and is always allowed; a key back at a full bucket is
-// deleted. A limit with events or per not above 0 allows everything
-// without asking Redis. Errors wrap ErrUnavailable when Redis does not
-// answer.
+// deleted. A limit with events or per not above 0 allows everything without
+// asking Redis. Errors wrap store.ErrUnavailable when Redis does not answer.
 func (l *Limiter) AllowN(ctx context.Context, key string, events int, per time.Duration, n int) (allowed bool, retryAfter time.Duration, err error) {
 	if events <= 0 || per <= 0 {
 		return true, 0, nil

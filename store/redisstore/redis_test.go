@@ -1,4 +1,4 @@
-package store_test
+package redisstore_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
@@ -25,7 +26,7 @@ var prefixes atomic.Int64
 
 // newRedis returns a store on the shared container with a prefix of its own,
 // so parallel tests never see each other's keys.
-func newRedis(t *testing.T) (*store.Redis, redis.UniversalClient, string) {
+func newRedis(t *testing.T) (*redisstore.Store, redis.UniversalClient, string) {
 	t.Helper()
 	opts, err := redis.ParseURL(storetest.NeedRedis(t, redisURL))
 	if err != nil {
@@ -34,7 +35,7 @@ func newRedis(t *testing.T) (*store.Redis, redis.UniversalClient, string) {
 	c := redis.NewClient(opts)
 	t.Cleanup(func() { c.Close() })
 	prefix := fmt.Sprintf("test%d:", prefixes.Add(1))
-	s, err := store.NewRedis(c, store.Options{Prefix: prefix})
+	s, err := redisstore.New(c, redisstore.Options{Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestRedisAutoPipelineContract(t *testing.T) {
 		}
 		c := redis.NewClient(opts)
 		t.Cleanup(func() { c.Close() })
-		s, err := store.NewRedis(c, store.Options{Prefix: fmt.Sprintf("test%d:", prefixes.Add(1)), AutoPipeline: true})
+		s, err := redisstore.New(c, redisstore.Options{Prefix: fmt.Sprintf("test%d:", prefixes.Add(1)), AutoPipeline: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +120,7 @@ func TestRedisMarkerLayout(t *testing.T) {
 func TestRedisUnavailable(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { c.Close() })
-	s, err := store.NewRedis(c, store.Options{})
+	s, err := redisstore.New(c, redisstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

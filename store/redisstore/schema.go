@@ -1,8 +1,8 @@
-package store
+package redisstore
 
 // The key schema, after the prefix: the key builders use these, and
 // package migrations names the layout with them, so neither drifts from
-// the other. {g} is a record's group tag (see Redis).
+// the other. {g} is a record's group tag (see Store).
 const (
 	// RecordInfix follows the group tag in a record's key: <prefix>{g}t:<id>.
 	RecordInfix = "t:"

@@ -1,4 +1,14 @@
-package store
+// Package redisstore keeps token records in Redis (one node, Sentinel or
+// Cluster, through a go-redis UniversalClient): Store, the store that any
+// number of service instances share, and Limiter, the rate limits they
+// share, under the same key prefix. The records, the sentinel errors and
+// the in-memory store are package store's, which imports no Redis client;
+// go-redis comes in here.
+//
+// The key schema (schema.go) and the record envelope that the Lua scripts
+// read (codec.go, scripts.go) make up the keyspace layout, which package
+// migrations versions and documents.
+package redisstore
 
 import (
 	"context"
@@ -7,22 +17,26 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokensvc/tokensvc/store"
 )
 
-// DefaultPrefix is the key prefix used when Options.Prefix is empty.
+// DefaultPrefix is the key prefix used when Options.Prefix (or
+// LimiterOptions.Prefix) is empty.
 const DefaultPrefix = "tokensvc:"
 
 // DefaultReplicaTimeout is the default of Options.ReplicaTimeout.
 const DefaultReplicaTimeout = 500 * time.Millisecond
 
-// Options configure a Redis store.
+// Options configure a Store.
 type Options struct {
 	// Prefix starts every key the store writes. Default DefaultPrefix.
 	// Instances that share a prefix share their tokens.
 	Prefix string
 	// Replicas, if above 0, makes every write wait (Redis WAIT) until that
 	// many replicas have it, at most ReplicaTimeout; fewer acknowledgements
-	// are ErrUnavailable. Default 0: a write is acknowledged by the primary.
+	// are store.ErrUnavailable. Default 0: a write is acknowledged by the
+	// primary.
 	Replicas int
 	// ReplicaTimeout bounds the WAIT. Default DefaultReplicaTimeout.
 	ReplicaTimeout time.Duration
@@ -33,7 +47,7 @@ type Options struct {
 	AutoPipeline bool
 }
 
-// Redis stores records in Redis: one node, Sentinel or Cluster, as the
+// Store keeps records in Redis: one node, Sentinel or Cluster, as the
 // client is configured. Each record is one string key whose TTL is set in
 // the same command that writes it, so expiry is Redis's job; every change
 // to a record is one Lua script on that one key, so it is atomic on a
@@ -46,7 +60,7 @@ type Options struct {
 // is kept once per group, so every record shares a hash slot with the
 // epoch it is checked against: mint and use are each one script, one round
 // trip, atomic on a Cluster too.
-type Redis struct {
+type Store struct {
 	c              redis.UniversalClient
 	scripts        redis.Scripter // c, or its automatic pipeline
 	prefix         string
@@ -54,8 +68,8 @@ type Redis struct {
 	replicaTimeout time.Duration
 }
 
-// NewRedis returns a store on c. It does not contact Redis.
-func NewRedis(c redis.UniversalClient, opts Options) (*Redis, error) {
+// New returns a store on c. It does not contact Redis.
+func New(c redis.UniversalClient, opts Options) (*Store, error) {
 	if c == nil {
 		return nil, errors.New("store: nil Redis client")
 	}
@@ -68,7 +82,7 @@ func NewRedis(c redis.UniversalClient, opts Options) (*Redis, error) {
 	if opts.ReplicaTimeout <= 0 {
 		opts.ReplicaTimeout = DefaultReplicaTimeout
 	}
-	r := &Redis{c: c, scripts: c, prefix: opts.Prefix, replicas: opts.Replicas, replicaTimeout: opts.ReplicaTimeout}
+	r := &Store{c: c, scripts: c, prefix: opts.Prefix, replicas: opts.Replicas, replicaTimeout: opts.ReplicaTimeout}
 	if opts.AutoPipeline && opts.Replicas == 0 {
 		ap, ok := c.(interface {
 			AutoPipeline() (*redis.AutoPipeliner, error)
@@ -95,49 +109,52 @@ var groups = func() (g [256]string) {
 }()
 
 // group is the hash tag of the ID's group.
-func group(id ID) string { return groups[id[0]] }
+func group(id store.ID) string { return groups[id[0]] }
 
-func (s *Redis) key(id ID) string { return s.prefix + group(id) + RecordInfix + string(id[:]) }
+func (s *Store) key(id store.ID) string { return s.prefix + group(id) + RecordInfix + string(id[:]) }
 
 // epochs is the name of id's group's epoch keys, up to the key id.
-func (s *Redis) epochs(id ID) string { return s.prefix + group(id) + EpochInfix }
+func (s *Store) epochs(id store.ID) string { return s.prefix + group(id) + EpochInfix }
 
-func (s *Redis) marker(name ID) string { return s.prefix + group(name) + MarkerInfix + string(name[:]) }
+func (s *Store) marker(name store.ID) string {
+	return s.prefix + group(name) + MarkerInfix + string(name[:])
+}
 
-// Put stores rec under id. It fails with ErrExists when id is taken.
-func (s *Redis) Put(ctx context.Context, id ID, rec Record) error {
-	if err := rec.validate(); err != nil {
+// Put stores rec under id. It fails with store.ErrExists when id is taken.
+func (s *Store) Put(ctx context.Context, id store.ID, rec store.Record) error {
+	if err := rec.Validate(); err != nil {
 		return err
 	}
-	v, err := s.script(ctx, put, []string{s.key(id), s.epochs(id) + rec.KeyID}, encodeRecord(rec), rec.initialTTL().Milliseconds())
+	v, err := s.script(ctx, put, []string{s.key(id), s.epochs(id) + rec.KeyID}, encodeRecord(rec), rec.InitialTTL().Milliseconds())
 	switch {
 	case err != nil:
 		return wrap("put", err)
 	case v[0] == int64(0):
-		return ErrExists
+		return store.ErrExists
 	}
 	return nil
 }
 
 // Get returns the record under id without using it: a live record, or a
-// tombstone (State Used or Revoked). ErrNotFound when there is none.
-func (s *Redis) Get(ctx context.Context, id ID) (Record, error) {
+// tombstone (State store.Used or store.Revoked). store.ErrNotFound when
+// there is none.
+func (s *Store) Get(ctx context.Context, id store.ID) (store.Record, error) {
 	v, err := s.script(ctx, peek, []string{s.key(id)}, time.Now().UnixMilli(), s.epochs(id))
 	return peekResult("get", v, err)
 }
 
 // Consume uses the token once, atomically: it counts the use, slides the
 // idle expiry and returns the record with the use counted. Errors:
-// ErrNotFound, ErrUsed, ErrRevoked, ErrUnavailable.
-func (s *Redis) Consume(ctx context.Context, id ID, now time.Time) (Record, error) {
+// store.ErrNotFound, store.ErrUsed, store.ErrRevoked, store.ErrUnavailable.
+func (s *Store) Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
 	v, err := s.script(ctx, consume, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
 	return scriptResult("consume", v, err)
 }
 
 // ConsumeMany is Consume for many tokens in one pipeline: one round trip
 // per Redis node, not per token. Results are in the order of ids.
-func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Result {
-	out := make([]Result, len(ids))
+func (s *Store) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result {
+	out := make([]store.Result, len(ids))
 	s.pipeline(ctx, consume, ids, now, true, func(i int, v []any, err error) {
 		out[i].Record, out[i].Err = scriptResult("consume many", v, err)
 	})
@@ -145,12 +162,12 @@ func (s *Redis) ConsumeMany(ctx context.Context, ids []ID, now time.Time) []Resu
 }
 
 // GetMany is Get for many ids in one pipeline: one round trip per Redis
-// node, not per id. It counts no use. Results are in the order of ids:
-// Err is ErrNotFound for an id with no record, else Record is the live
+// node, not per id. It counts no use. Results are in the order of ids: Err
+// is store.ErrNotFound for an id with no record, else Record is the live
 // record or the tombstone, as Get. It reads only, so it does not WAIT for
 // replicas.
-func (s *Redis) GetMany(ctx context.Context, ids []ID) []Result {
-	out := make([]Result, len(ids))
+func (s *Store) GetMany(ctx context.Context, ids []store.ID) []store.Result {
+	out := make([]store.Result, len(ids))
 	s.pipeline(ctx, peek, ids, time.Now(), false, func(i int, v []any, err error) {
 		out[i].Record, out[i].Err = peekResult("get many", v, err)
 	})
@@ -159,10 +176,11 @@ func (s *Redis) GetMany(ctx context.Context, ids []ID) []Result {
 
 // Take ends a live token and returns it (for a refresh): the token is
 // revoked by the same atomic step that reads it. A token with a use limit
-// needs a use left: one whose uses ran out is ErrUsed even within its reuse
-// grace, and is left as it is (it still verifies within the grace). Errors:
-// ErrNotFound, ErrUsed, ErrRevoked, ErrUnavailable.
-func (s *Redis) Take(ctx context.Context, id ID, now time.Time) (Record, error) {
+// needs a use left: one whose uses ran out is store.ErrUsed even within its
+// reuse grace, and is left as it is (it still verifies within the grace).
+// Errors: store.ErrNotFound, store.ErrUsed, store.ErrRevoked,
+// store.ErrUnavailable.
+func (s *Store) Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
 	v, err := s.script(ctx, take, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
 	return scriptResult("take", v, err)
 }
@@ -170,13 +188,14 @@ func (s *Redis) Take(ctx context.Context, id ID, now time.Time) (Record, error) 
 // Restore undoes a Take whose follow-up failed: it puts rec (what Take
 // returned) back under id, with the TTL the record had, only if the
 // tombstone Take left is still there, checked in the same atomic step.
-// Errors: ErrRevoked when the token was revoked since the Take (nothing
-// changes), ErrNotFound when nothing is there any more, ErrExists when a
-// live record is (restored already), ErrUsed for a used tombstone (there
-// was no Take), ErrUnavailable. A key revoked since the Take still revokes
-// the restored record: it keeps its epoch.
-func (s *Redis) Restore(ctx context.Context, id ID, rec Record) error {
-	if rec.State != Live {
+// Errors: store.ErrRevoked when the token was revoked since the Take
+// (nothing changes), store.ErrNotFound when nothing is there any more,
+// store.ErrExists when a live record is (restored already), store.ErrUsed
+// for a used tombstone (there was no Take), store.ErrUnavailable. A key
+// revoked since the Take still revokes the restored record: it keeps its
+// epoch.
+func (s *Store) Restore(ctx context.Context, id store.ID, rec store.Record) error {
+	if rec.State != store.Live {
 		return errors.New("store: only live records can be restored")
 	}
 	v, err := s.script(ctx, restore, []string{s.key(id)}, encodeRecord(rec))
@@ -186,27 +205,27 @@ func (s *Redis) Restore(ctx context.Context, id ID, rec Record) error {
 	code, _ := v[0].(int64)
 	switch code {
 	case 0:
-		return ErrNotFound
+		return store.ErrNotFound
 	case 2:
-		return ErrUsed
+		return store.ErrUsed
 	case 3:
-		return ErrRevoked
+		return store.ErrRevoked
 	case 4:
-		return ErrExists
+		return store.ErrExists
 	}
 	return nil
 }
 
 // Revoke ends a token now. Revoking a used or revoked token succeeds, and
 // so does revoking a token Take ended: Restore will not bring it back.
-// ErrNotFound when there is no token.
-func (s *Redis) Revoke(ctx context.Context, id ID, now time.Time) error {
+// store.ErrNotFound when there is no token.
+func (s *Store) Revoke(ctx context.Context, id store.ID, now time.Time) error {
 	v, err := s.script(ctx, revoke, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
 	switch {
 	case err != nil:
 		return wrap("revoke", err)
 	case v[0] == int64(0):
-		return ErrNotFound
+		return store.ErrNotFound
 	}
 	return nil // revoked now, or used or revoked already
 }
@@ -215,10 +234,10 @@ func (s *Redis) Revoke(ctx context.Context, id ID, now time.Time) error {
 // the key minted so far, for every instance sharing the store: 256 INCRs,
 // pipelined (one round trip per node), whatever the number of tokens. It
 // returns the new epoch.
-func (s *Redis) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
+func (s *Store) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
 	keys := make([]string, 256)
 	for g := range keys {
-		var id ID
+		var id store.ID
 		id[0] = byte(g)
 		keys[g] = s.epochs(id) + keyID
 	}
@@ -256,13 +275,14 @@ func (s *Redis) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
 	return uint64(epoch), nil
 }
 
-// PutMarker stores value under name for ttl (to the millisecond), unless
-// a marker has the name: ErrExists then, and that marker stays as it was.
-// With Replicas it waits for them like Put. value is at most MaxMarkerSize
-// bytes, and ttl is between a millisecond and MaxTTL. Errors: ErrExists,
-// ErrUnavailable (ErrFull when Redis is out of memory).
-func (s *Redis) PutMarker(ctx context.Context, name ID, value []byte, ttl time.Duration) error {
-	if err := validMarker(value, ttl); err != nil {
+// PutMarker stores value under name for ttl (to the millisecond), unless a
+// marker has the name: store.ErrExists then, and that marker stays as it
+// was. With Replicas it waits for them like Put. value is at most
+// store.MaxMarkerSize bytes, and ttl is between a millisecond and
+// store.MaxTTL. Errors: store.ErrExists, store.ErrUnavailable (store.ErrFull
+// when Redis is out of memory).
+func (s *Store) PutMarker(ctx context.Context, name store.ID, value []byte, ttl time.Duration) error {
+	if err := store.ValidateMarker(value, ttl); err != nil {
 		return err
 	}
 	key := s.marker(name)
@@ -273,19 +293,19 @@ func (s *Redis) PutMarker(ctx context.Context, name ID, value []byte, ttl time.D
 		return wrap("put marker", err)
 	}
 	if !cmd.Val() {
-		return ErrExists
+		return store.ErrExists
 	}
 	return nil
 }
 
 // GetMarker returns the value of the marker called name. Errors:
-// ErrNotFound when there is none (never stored, or expired),
-// ErrUnavailable.
-func (s *Redis) GetMarker(ctx context.Context, name ID) ([]byte, error) {
+// store.ErrNotFound when there is none (never stored, or expired),
+// store.ErrUnavailable.
+func (s *Store) GetMarker(ctx context.Context, name store.ID) ([]byte, error) {
 	b, err := s.c.Get(ctx, s.marker(name)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return nil, ErrNotFound
+		return nil, store.ErrNotFound
 	case err != nil:
 		return nil, wrap("get marker", err)
 	}
@@ -294,15 +314,15 @@ func (s *Redis) GetMarker(ctx context.Context, name ID) ([]byte, error) {
 
 // Close stops the automatic pipeline, if any. It does not close the
 // client, which belongs to the caller.
-func (s *Redis) Close() error {
+func (s *Store) Close() error {
 	if ap, ok := s.scripts.(*redis.AutoPipeliner); ok {
 		return ap.Close()
 	}
 	return nil
 }
 
-// Ping reports whether Redis answers: nil or ErrUnavailable.
-func (s *Redis) Ping(ctx context.Context) error {
+// Ping reports whether Redis answers: nil or store.ErrUnavailable.
+func (s *Store) Ping(ctx context.Context) error {
 	if err := s.c.Ping(ctx).Err(); err != nil {
 		return wrap("ping", err)
 	}

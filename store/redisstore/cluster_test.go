@@ -1,4 +1,4 @@
-package store_test
+package redisstore_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokensvc/tokensvc/server"
 	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/redisstore"
 	"github.com/tokensvc/tokensvc/store/storetest"
 )
 
@@ -35,9 +36,9 @@ func sentinelClient(t *testing.T, sn *storetest.Sentinel) *redis.Client {
 }
 
 // newStoreOn returns a store on c with a prefix of its own.
-func newStoreOn(t *testing.T, c redis.UniversalClient) *store.Redis {
+func newStoreOn(t *testing.T, c redis.UniversalClient) *redisstore.Store {
 	t.Helper()
-	s, err := store.NewRedis(c, store.Options{Prefix: fmt.Sprintf("test%d:", prefixes.Add(1))})
+	s, err := redisstore.New(c, redisstore.Options{Prefix: fmt.Sprintf("test%d:", prefixes.Add(1))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestClusterConsumeManyAfterPartialScriptFlush(t *testing.T) {
 	cl := storetest.StartCluster(t, 3)
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
 	t.Cleanup(func() { c.Close() })
-	s, err := store.NewRedis(c, store.Options{Prefix: "flush:"})
+	s, err := redisstore.New(c, redisstore.Options{Prefix: "flush:"})
 	if err != nil {
 		t.Fatal(err)
 	}
