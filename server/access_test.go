@@ -116,7 +116,7 @@ type putFails struct {
 	before func()
 }
 
-func (p putFails) Put(ctx context.Context, id store.ID, rec store.Record) error {
+func (p putFails) Put(ctx context.Context, id store.ID, rec store.Record, note string) error {
 	p.before()
 	return fmt.Errorf("no room: %w", store.ErrUnavailable)
 }
@@ -137,7 +137,7 @@ func TestFailedRefreshKeepsARevoke(t *testing.T) {
 	}
 
 	failing.before = func() {
-		if err := mem.Revoke(context.Background(), id, h.clock.Now()); err != nil {
+		if err := mem.Revoke(context.Background(), id, h.clock.Now(), ""); err != nil {
 			t.Error(err)
 		}
 	}
@@ -315,12 +315,12 @@ type counting struct {
 	latency  time.Duration
 }
 
-func (c *counting) Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+func (c *counting) Consume(ctx context.Context, id store.ID, now time.Time, note string) (store.Record, error) {
 	c.mu.Lock()
 	c.consumes++
 	c.mu.Unlock()
 	time.Sleep(c.latency)
-	return c.Store.Consume(ctx, id, now)
+	return c.Store.Consume(ctx, id, now, note)
 }
 
 // A client that failed lately has each check taken from its allowance

@@ -50,7 +50,7 @@ func (s *Server) AdminRevokeToken(ctx context.Context, req api.AdminRevokeTokenR
 	info(ctx).tokenID = id.String()
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	if err := s.revoke(sctx, id); err != nil {
+	if err := s.revoke(sctx, id, string(noteByAdmin)); err != nil {
 		return nil, aboutToken(err, id, "")
 	}
 	if err := s.record(ctx, s.tokenEvent(ctx, OpAdminRevokeToken, id)); err != nil {

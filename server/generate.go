@@ -31,7 +31,7 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 		return nil, err
 	}
 	now := s.cfg.Now()
-	rec := store.Record{KeyID: ri.caller.key.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	rec := store.Record{KeyID: ri.caller.key.ID, CreatedAt: now, ExpiresAt: now.Add(ttl), History: !s.cfg.NoTokenHistory}
 	if err := pol.apply(&rec, *req.JSONBody); err != nil {
 		return nil, err
 	}
@@ -47,7 +47,7 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 	if req.Params.IdempotencyKey != nil {
 		token, id, rec, replayed, err = s.putIdempotent(sctx, ri.caller, *req.Params.IdempotencyKey, rec)
 	} else {
-		token, id, err = s.put(sctx, rec)
+		token, id, err = s.put(sctx, rec, mintNote())
 	}
 	if err != nil {
 		return nil, err
@@ -94,10 +94,10 @@ func minted(token uuid.UUID, id store.ID, rec store.Record, now time.Time) api.G
 	}
 }
 
-// put stores rec under a fresh token. A taken ID means a 128-bit hash
-// collision between random tokens; it is retried, not trusted to be
-// impossible.
-func (s *Server) put(ctx context.Context, rec store.Record) (uuid.UUID, store.ID, error) {
+// put stores rec under a fresh token, with note as the first entry of its
+// history. A taken ID means a 128-bit hash collision between random
+// tokens; it is retried, not trusted to be impossible.
+func (s *Server) put(ctx context.Context, rec store.Record, note string) (uuid.UUID, store.ID, error) {
 	for range 3 {
 		token, id, err := newToken()
 		if err != nil {
@@ -107,7 +107,7 @@ func (s *Server) put(ctx context.Context, rec store.Record) (uuid.UUID, store.ID
 		if err := seal(token.String(), &sealed); err != nil {
 			return token, id, err
 		}
-		err = s.cfg.Store.Put(ctx, id, sealed)
+		err = s.cfg.Store.Put(ctx, id, sealed, note)
 		if !errors.Is(err, store.ErrExists) {
 			return token, id, err
 		}

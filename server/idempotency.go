@@ -121,7 +121,7 @@ func (s *Server) putIdempotent(ctx context.Context, c caller, idemKey string, re
 	case !errors.Is(err, store.ErrNotFound):
 		return uuid.UUID{}, store.ID{}, rec, false, err
 	}
-	token, id, err := s.put(ctx, rec)
+	token, id, err := s.put(ctx, rec, mintNote())
 	if err != nil {
 		return token, id, rec, false, err
 	}
@@ -133,7 +133,7 @@ func (s *Server) putIdempotent(ctx context.Context, c caller, idemKey string, re
 		return token, id, rec, false, nil
 	}
 	// Never handed out: end it, so it cannot be found later.
-	if rerr := s.cfg.Store.Revoke(ctx, id, s.cfg.Now()); rerr != nil {
+	if rerr := s.cfg.Store.Revoke(ctx, id, s.cfg.Now(), string(noteByService)); rerr != nil {
 		s.log.WarnContext(ctx, "could not end a token minted for an Idempotency-Key that another request took", "token_id", id.String(), "err", rerr)
 	}
 	if !errors.Is(err, store.ErrExists) {

@@ -39,17 +39,21 @@ func (s *Server) Refresh(ctx context.Context, _ api.RefreshRequestObject) (api.R
 func (s *Server) refresh(ctx context.Context, c caller, token string, id store.ID) (uuid.UUID, store.ID, store.Record, error) {
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
+	// Take and Restore keep no history: every outcome is noted here.
 	if err := s.precheck(sctx, OpRefresh, c, id); err != nil {
+		s.noteRefusal(sctx, OpRefresh, id, err)
 		return uuid.UUID{}, store.ID{}, store.Record{}, err
 	}
 	now := s.cfg.Now()
 	old, err := s.cfg.Store.Take(sctx, id, now)
 	if err != nil {
+		s.noteRefusal(sctx, OpRefresh, id, err)
 		return uuid.UUID{}, store.ID{}, old, err
 	}
 	sealed := old
 	if err := s.access.decide(OpRefresh, c, &old); err != nil {
 		s.restore(sctx, id, sealed) // refused, not ended
+		s.noteRefusal(sctx, OpRefresh, id, err)
 		return uuid.UUID{}, store.ID{}, old, err
 	}
 	if err := unseal(token, &old); err != nil {
@@ -58,7 +62,9 @@ func (s *Server) refresh(ctx context.Context, c caller, token string, id store.I
 	limit := old.Session().Add(s.cfg.MaxSessionLifetime)
 	if !now.Add(minRefreshTTL).Before(limit) {
 		s.restore(sctx, id, sealed)
-		return uuid.UUID{}, store.ID{}, old, newError(api.ErrorErrorSessionExpired, "the session reached its maximum lifetime; mint a new token")
+		err := newError(api.ErrorErrorSessionExpired, "the session reached its maximum lifetime; mint a new token")
+		s.noteRefusal(sctx, OpRefresh, id, err)
+		return uuid.UUID{}, store.ID{}, old, err
 	}
 	rec := old
 	rec.SessionStart, rec.CreatedAt, rec.Uses = old.Session(), now, 0
@@ -66,11 +72,13 @@ func (s *Server) refresh(ctx context.Context, c caller, token string, id store.I
 	if rec.ExpiresAt.After(limit) {
 		rec.ExpiresAt = limit
 	}
-	fresh, newID, err := s.put(sctx, rec)
+	rec.History = !s.cfg.NoTokenHistory
+	fresh, newID, err := s.put(sctx, rec, refreshedMintNote(id))
 	if err != nil {
 		s.restore(sctx, id, sealed)
 		return uuid.UUID{}, store.ID{}, old, err
 	}
+	s.annotate(sctx, store.Note{ID: id, Text: refreshedNote(newID)})
 	return fresh, newID, rec, nil
 }
 

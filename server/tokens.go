@@ -20,10 +20,19 @@ func (s *Server) GetToken(ctx context.Context, req api.GetTokenRequestObject) (a
 		return nil, err
 	}
 	ri.tokenID = id.String()
+	out := tokenInfo(id, rec)
+	if rec.History {
+		entries, err := s.cfg.Store.History(sctx, id)
+		if err != nil {
+			return nil, aboutToken(err, id, rec.KeyID)
+		}
+		h := history(entries)
+		out.History = &h
+	}
 	if err := s.record(ctx, s.tokenEvent(ctx, OpLookup, id)); err != nil {
 		return nil, err
 	}
-	return api.GetToken200JSONResponse(tokenInfo(id, rec)), nil
+	return api.GetToken200JSONResponse(out), nil
 }
 
 // RevokeToken ends one of the partner's tokens now.
@@ -36,7 +45,7 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 		return nil, err
 	}
 	ri.tokenID = id.String()
-	if err := s.revoke(sctx, id); err != nil {
+	if err := s.revoke(sctx, id, string(noteByPartner)); err != nil {
 		return nil, aboutToken(err, id, "")
 	}
 	if err := s.record(ctx, s.tokenEvent(ctx, OpRevoke, id)); err != nil {
@@ -70,8 +79,8 @@ func (s *Server) ownToken(ctx context.Context, op Op, c caller, tokenID string) 
 	return id, rec, aboutToken(s.access.decide(op, c, &rec), id, "")
 }
 
-func (s *Server) revoke(ctx context.Context, id store.ID) error {
-	err := s.cfg.Store.Revoke(ctx, id, s.cfg.Now())
+func (s *Server) revoke(ctx context.Context, id store.ID, note string) error {
+	err := s.cfg.Store.Revoke(ctx, id, s.cfg.Now(), note)
 	if errors.Is(err, store.ErrNotFound) {
 		return errNoSuchToken
 	}

@@ -35,11 +35,14 @@ func (s *Server) use(ctx context.Context, op Op, c caller, presented string) (st
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
 	if err := s.precheck(sctx, op, c, id); err != nil {
+		s.noteRefusal(sctx, op, id, err)
 		return store.Record{}, aboutToken(err, id, "")
 	}
-	rec, err := s.cfg.Store.Consume(sctx, id, s.cfg.Now())
+	rec, err := s.cfg.Store.Consume(sctx, id, s.cfg.Now(), useNotes[op])
 	if err == nil {
-		err = s.access.decide(op, c, &rec)
+		if err = s.access.decide(op, c, &rec); err != nil {
+			s.noteRefusal(sctx, op, id, err) // the store kept the use; this says why it was refused
+		}
 	}
 	if err == nil {
 		err = unseal(token, &rec)
@@ -127,11 +130,20 @@ func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObje
 }
 
 // batchTrail records the audit events of a batch's tokens: one per token,
-// in request order, passed or refused.
+// in request order, passed or refused; and the notes for the histories of
+// the tokens the server refused.
 type batchTrail struct {
-	s   *Server
-	ctx context.Context
-	evs []audit.Event
+	s     *Server
+	ctx   context.Context
+	evs   []audit.Event
+	notes []store.Note
+}
+
+// note keeps the server's refusal of a token for its history.
+func (b *batchTrail) note(id store.ID, err error) {
+	if text, ok := refusalNote(OpBatch, err); ok {
+		b.notes = append(b.notes, store.Note{ID: id, Text: text})
+	}
 }
 
 // passed records a token that passed.
@@ -187,7 +199,9 @@ func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) 
 		for j, r := range s.cfg.Store.GetMany(sctx, ids) {
 			err := r.Err
 			if err == nil {
-				err = s.decideOn(OpBatch, c, r.Record)
+				if err = s.decideOn(OpBatch, c, r.Record); err != nil {
+					trail.note(ids[j], err)
+				}
 			}
 			if err != nil {
 				e, ok := toError(err)
@@ -203,7 +217,7 @@ func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) 
 		}
 		ids, at, tokens = ids[:keep], at[:keep], tokens[:keep]
 	}
-	used := s.cfg.Store.ConsumeMany(sctx, ids, s.cfg.Now())
+	used := s.cfg.Store.ConsumeMany(sctx, ids, s.cfg.Now(), useNotes[OpBatch])
 	for _, r := range used {
 		if errors.Is(r.Err, store.ErrUnavailable) {
 			return nil, 0, r.Err
@@ -213,7 +227,9 @@ func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) 
 	for j, r := range used {
 		err := r.Err
 		if err == nil {
-			err = s.access.decide(OpBatch, c, &r.Record)
+			if err = s.access.decide(OpBatch, c, &r.Record); err != nil {
+				trail.note(ids[j], err)
+			}
 		}
 		if err == nil {
 			err = unseal(tokens[j], &r.Record)
@@ -232,6 +248,7 @@ func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) 
 		trail.passed(ids[j], r.Record)
 		passed++
 	}
+	s.annotate(sctx, trail.notes...)
 	if err := trail.write(); err != nil {
 		return nil, passed, err
 	}
