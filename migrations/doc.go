@@ -13,6 +13,7 @@
 //	<prefix>{g}e:<key id>       string  a partner key's revocation epoch, per group (INCR)
 //	<prefix>{g}i:<name>         string  a marker (store PutMarker): at most 512 opaque bytes, with a TTL
 //	<prefix>rl:<what>           string  a rate limit's GCRA state, with a TTL (redisstore.Limiter)
+//	<prefix>keys                set     the partner key ids in force (SetKeyIDs): a key gone from it is revoked
 //
 // <what> is gen:<key id> (minting per partner key) or fail:<client address>
 // (the brute-force guard). A limit's value is its theoretical arrival time
@@ -46,8 +47,8 @@
 // # Layouts
 //
 //  1. Records, epochs per group, the layout key.
-//  2. Taken tombstones (state 3), markers, and rate limits inside the
-//     prefix (the step deletes the old rate:<prefix>rl:* keys on every
+//  2. Taken tombstones (state 3), markers, the set of key ids, and rate
+//     limits inside the prefix (the step deletes the old rate:<prefix>rl:* keys on every
 //     master). A layout-1 binary reads a taken tombstone as a corrupt
 //     record and keeps its limits outside the prefix: Check refuses to
 //     start a layout-1 binary on layout 2. Processes already serving are not checked

@@ -60,6 +60,9 @@ func TestRemovedKeyTokensAreRevoked(t *testing.T) {
 				c.KeepRemovedKeyTokens = keep
 				c.ForwardFields = []string{"a"}
 			})
+			if err := h.srv.SyncKeys(context.Background()); err != nil { // as at start-up
+				t.Fatal(err)
+			}
 			reg.OnChange(h.srv.KeysChanged)
 			res := h.do(t, "POST", "/generate?ttl=86400", `{"a":1}`, jsonCT, "x-api-key: leaked-123")
 			token, id := res.json(t)["token"].(string), res.json(t)["token_id"].(string)
@@ -359,4 +362,59 @@ func TestGuardHoldsConcurrentGuesses(t *testing.T) {
 	// Good credentials are refused too while the client is over the limit.
 	good := h.mint(t, "", `{"a":1}`, "RemoteAddr: 198.51.100.50:1")
 	wantError(t, h.verify(t, good), 429, "rate_limited")
+}
+
+// A key removed while the service was down (inline keys change with a
+// restart) is found gone at the next start-up: its tokens do not come back
+// with it.
+func TestKeyRemovedAcrossARestart(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	mem := store.NewMemory(clock.Now, time.Hour)
+	t.Cleanup(func() { mem.Close() })
+	boot := func(spec string) *harness {
+		h := newHarness(t, func(c *Config) {
+			c.Store, c.Now = mem, clock.Now
+			withKeys(t, spec)(c)
+		})
+		if err := h.srv.SyncKeys(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	both := `[{"id":"stays","server_secret":"stays-123"},{"id":"acme","server_secret":"leaked-123"}]`
+	h := boot(both)
+	token := h.do(t, "POST", "/generate", `{"a":1}`, jsonCT, "x-api-key: leaked-123").json(t)["token"].(string)
+	h = boot(`[{"id":"stays","server_secret":"stays-123"}]`)
+	wantError(t, h.verify(t, token), 403, "token_revoked")
+	h = boot(`[{"id":"stays","server_secret":"stays-123"},{"id":"acme","server_secret":"rotated-456"}]`)
+	wantError(t, h.verify(t, token), 403, "token_revoked")
+	if res := h.verify(t, h.do(t, "POST", "/generate", `{"a":2}`, jsonCT, "x-api-key: rotated-456").json(t)["token"].(string)); res.status != 200 {
+		t.Errorf("a token of the returned key: %d %s", res.status, res.body)
+	}
+}
+
+// revokesDuringRefresh revokes the minting key right after a Take, as an
+// operator's revoke-tokens landing in the middle of a refresh.
+type revokesDuringRefresh struct{ Store }
+
+func (r revokesDuringRefresh) Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+	rec, err := r.Store.Take(ctx, id, now)
+	if err == nil {
+		_, err = r.Store.RevokeKey(ctx, rec.KeyID)
+	}
+	return rec, err
+}
+
+// A key-wide revocation during a refresh ends the successor too.
+func TestRefreshAcrossAKeyRevocation(t *testing.T) {
+	h := newHarness(t, nil)
+	h.clock.Add(time.Second)
+	token := h.mint(t, "", `{"a":1}`)
+	h.clock.Add(time.Second)
+	h.srv.cfg.Store = revokesDuringRefresh{h.srv.cfg.Store}
+	res := h.do(t, "POST", "/refresh", "", "x-api-token: "+token)
+	if res.status != 200 {
+		t.Fatalf("refresh: %d %s", res.status, res.body)
+	}
+	wantError(t, h.verify(t, res.json(t)["token"].(string)), 403, "token_revoked")
 }

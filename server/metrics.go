@@ -301,6 +301,20 @@ func (s meteredStore) Revoke(ctx context.Context, id store.ID, now time.Time, no
 	return err
 }
 
+func (s meteredStore) KeyIDs(ctx context.Context) ([]string, error) {
+	start := time.Now()
+	ids, err := s.next.KeyIDs(ctx)
+	s.observe("key_ids", start, err)
+	return ids, err
+}
+
+func (s meteredStore) SetKeyIDs(ctx context.Context, add, remove []string) error {
+	start := time.Now()
+	err := s.next.SetKeyIDs(ctx, add, remove)
+	s.observe("set_key_ids", start, err)
+	return err
+}
+
 func (s meteredStore) RevokeKey(ctx context.Context, keyID string) (uint64, error) {
 	start := time.Now()
 	epoch, err := s.next.RevokeKey(ctx, keyID)

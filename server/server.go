@@ -110,6 +110,13 @@ type Store interface {
 	// number, and returns the key's new epoch; tokens minted afterwards
 	// work. Errors: store.ErrUnavailable.
 	RevokeKey(ctx context.Context, keyID string) (uint64, error)
+	// KeyIDs lists the partner key ids SetKeyIDs recorded, shared by every
+	// instance on the store, so that a key missing at start-up is known to
+	// have gone. Errors: ErrUnavailable.
+	KeyIDs(ctx context.Context) ([]string, error)
+	// SetKeyIDs records the ids of add and forgets those of remove.
+	// Errors: ErrUnavailable.
+	SetKeyIDs(ctx context.Context, add, remove []string) error
 	// PutMarker stores value (at most store.MaxMarkerSize opaque bytes)
 	// under name for ttl (a millisecond to store.MaxTTL), unless a marker
 	// has that name: store.ErrExists then, and the marker stays as it was.
@@ -262,7 +269,7 @@ type Server struct {
 	metrics   *metrics // nil: no metrics
 	access    *access
 	guard     *guard
-	removed   removals
+	keySync   keySync
 	fullBurst burst // the store refusing writes, logged once per burst
 	// trail is the audit trail, nil when off; trailMetrics count what it
 	// flags, nil without metrics.

@@ -220,6 +220,8 @@ func (f failingStore) wait(ctx context.Context) error {
 func (f failingStore) Put(ctx context.Context, _ store.ID, _ store.Record, _ string) error {
 	return f.wait(ctx)
 }
+func (f failingStore) KeyIDs(ctx context.Context) ([]string, error)       { return nil, f.wait(ctx) }
+func (f failingStore) SetKeyIDs(ctx context.Context, _, _ []string) error { return f.wait(ctx) }
 func (f failingStore) Get(ctx context.Context, _ store.ID) (store.Record, error) {
 	return store.Record{}, f.wait(ctx)
 }

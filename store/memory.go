@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,6 +19,7 @@ type Memory struct {
 	recs    map[ID]*memRecord
 	epochs  map[string]uint64
 	markers map[ID]memMarker
+	keyIDs  map[string]bool
 	stop    chan struct{}
 	once    sync.Once
 }
@@ -90,7 +92,9 @@ func (m *Memory) Put(_ context.Context, id ID, rec Record, note string) error {
 	if _, ok := m.lookup(id); ok {
 		return ErrExists
 	}
-	rec.KeyEpoch = m.epochs[rec.KeyID]
+	if e := m.epochs[rec.KeyID]; !rec.ContinuesSession() || e < rec.KeyEpoch {
+		rec.KeyEpoch = e
+	}
 	e := &memRecord{rec: rec, deadline: rec.CreatedAt.Add(rec.InitialTTL())}
 	e.add(rec.CreatedAt, note, nil)
 	m.recs[id] = e
@@ -286,6 +290,34 @@ func (m *Memory) History(_ context.Context, id ID) ([]Entry, error) {
 		return nil, nil
 	}
 	return append([]Entry(nil), e.history...), nil
+}
+
+// KeyIDs lists the ids SetKeyIDs recorded, sorted.
+func (m *Memory) KeyIDs(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.keyIDs))
+	for id := range m.keyIDs {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// SetKeyIDs records add and forgets remove.
+func (m *Memory) SetKeyIDs(_ context.Context, add, remove []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.keyIDs == nil {
+		m.keyIDs = map[string]bool{}
+	}
+	for _, id := range add {
+		m.keyIDs[id] = true
+	}
+	for _, id := range remove {
+		delete(m.keyIDs, id)
+	}
+	return nil
 }
 
 // RevokeKey moves the key's epoch on; see redisstore.Store.RevokeKey.

@@ -101,7 +101,10 @@ type Record struct {
 	KeyID string
 	// KeyEpoch is the minting key's revocation epoch at mint time, set by
 	// the store's Put; the token is revoked once the key's epoch (RevokeKey)
-	// has moved past it.
+	// has moved past it. A record that continues a session (a refresh's
+	// successor) keeps the lower of its predecessor's epoch, given here,
+	// and the current one: a key-wide revocation that lands during the
+	// refresh ends the successor too.
 	KeyEpoch uint64
 	// CreatedAt is when the token was minted.
 	CreatedAt time.Time
@@ -131,6 +134,12 @@ type Record struct {
 
 // TTL is the lifetime of the record from its creation.
 func (r Record) TTL() time.Duration { return r.ExpiresAt.Sub(r.CreatedAt) }
+
+// ContinuesSession says the record is a refresh's successor: its session
+// started before it did.
+func (r Record) ContinuesSession() bool {
+	return !r.SessionStart.IsZero() && r.SessionStart.Before(r.CreatedAt)
+}
 
 // Session is the start of the refresh chain the record belongs to.
 func (r Record) Session() time.Time {

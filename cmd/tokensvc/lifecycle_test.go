@@ -254,3 +254,23 @@ func TestRemovedKeyTakesItsTokens(t *testing.T) {
 		t.Errorf("verify after the key came back: %d %s", code, e)
 	}
 }
+
+// Inline keys change with a restart: a key missing at one start-up has its
+// tokens revoked, and they do not come back with a rotated secret.
+func TestKeyRemovedAcrossRestarts(t *testing.T) {
+	t.Parallel()
+	prefix := freshPrefix()
+	migrateRedis(t, prefix)
+	boot := func(keys string) *instance {
+		return start(t, env{"TOKENSVC_REDIS_URL": storetest.NeedRedis(t, redisURL), "TOKENSVC_REDIS_PREFIX": prefix, "TOKENSVC_API_KEYS": keys})
+	}
+	in := boot(`[{"id":"acme","server_secret":"leaked-secret"}]`)
+	token := in.mint(t, "leaked-secret", "", `{"who":"attacker"}`).Token.String()
+	in.stop()
+	in = boot(`[{"id":"other","server_secret":"other-secret"}]`)
+	in.stop()
+	in = boot(`[{"id":"acme","server_secret":"rotated-secret"},{"id":"other","server_secret":"other-secret"}]`)
+	if code, e := in.verifyCode(t, token); code != 403 || e != "token_revoked" {
+		t.Errorf("verify after the key came back: %d %s", code, e)
+	}
+}

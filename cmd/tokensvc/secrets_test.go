@@ -126,6 +126,8 @@ func TestNoSecretInLogsOrRedis(t *testing.T) {
 			dump = c.Get(ctx, k).Val()
 		case "hash":
 			dump = fmt.Sprint(c.HGetAll(ctx, k).Val())
+		case "set":
+			dump = fmt.Sprint(c.SMembers(ctx, k).Val())
 		default:
 			t.Fatalf("key %q has type %s, which this test does not read", k, typ)
 		}

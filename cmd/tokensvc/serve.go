@@ -90,7 +90,13 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 		return err
 	}
 	partners.OnChange(srv.KeysChanged)
+	syncCtx, cancelSync := context.WithTimeout(ctx, cfg.StoreTimeout)
+	if err := srv.SyncKeys(syncCtx); err != nil {
+		log.Error("could not sync the partner keys with the store; retrying", "err", err)
+	}
+	cancelSync()
 	go partners.Run(regCtx)
+	go retryKeySync(regCtx, srv, cfg.APIKeysReload, cfg.StoreTimeout, log)
 	var handler http.Handler = srv
 	var certs *certFiles
 	if cfg.TLSCert != "" {
@@ -243,4 +249,22 @@ func devKey(stderr io.Writer) (string, error) {
 
 `, key)
 	return key, nil
+}
+
+// retryKeySync runs a failed key sync again every period until ctx ends.
+func retryKeySync(ctx context.Context, srv *server.Server, every, timeout time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c, cancel := context.WithTimeout(ctx, timeout)
+			if err := srv.RetryKeySync(c); err != nil {
+				log.Error("could not sync the partner keys with the store; retrying", "err", err)
+			}
+			cancel()
+		}
+	}
 }

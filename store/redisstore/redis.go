@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -139,7 +140,11 @@ func (s *Store) Put(ctx context.Context, id store.ID, rec store.Record, note str
 	if rec.History {
 		first = entry(rec.CreatedAt, note)
 	}
-	v, err := s.script(ctx, put, []string{s.key(id), s.epochs(id) + rec.KeyID, s.hist(id)}, encodeRecord(rec), rec.InitialTTL().Milliseconds(), first)
+	args := []any{encodeRecord(rec), rec.InitialTTL().Milliseconds(), first}
+	if rec.ContinuesSession() {
+		args = append(args, rec.KeyEpoch)
+	}
+	v, err := s.script(ctx, put, []string{s.key(id), s.epochs(id) + rec.KeyID, s.hist(id)}, args...)
 	switch {
 	case err != nil:
 		return wrap("put", err)
@@ -257,6 +262,45 @@ func (s *Store) Revoke(ctx context.Context, id store.ID, now time.Time, note str
 		return store.ErrNotFound
 	}
 	return nil // revoked now, or used or revoked already
+}
+
+// KeyIDs lists the ids SetKeyIDs recorded: the set <prefix>keys.
+func (s *Store) KeyIDs(ctx context.Context) ([]string, error) {
+	ids, err := s.c.SMembers(ctx, s.prefix+KeyIDsKey).Result()
+	if err != nil {
+		return nil, wrap("key ids", err)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// SetKeyIDs adds add to the set <prefix>keys and removes remove from it,
+// in one pipeline (one key: one node on a Cluster).
+func (s *Store) SetKeyIDs(ctx context.Context, add, remove []string) error {
+	if len(add)+len(remove) == 0 {
+		return nil
+	}
+	key := s.prefix + KeyIDsKey
+	err := s.durably(ctx, key, func(p redis.Pipeliner) {
+		if len(add) > 0 {
+			p.SAdd(ctx, key, toAny(add)...)
+		}
+		if len(remove) > 0 {
+			p.SRem(ctx, key, toAny(remove)...)
+		}
+	})
+	if err != nil {
+		return wrap("set key ids", err)
+	}
+	return nil
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, v := range ss {
+		out[i] = v
+	}
+	return out
 }
 
 // RevokeKey moves the key's epoch on in every group, revoking every token

@@ -19,4 +19,7 @@ const (
 	// LimitInfix follows the prefix in a rate limit's key: <prefix>rl:<what>,
 	// inside the prefix, so a Redis ACL that allows only <prefix>* covers it.
 	LimitInfix = "rl:"
+	// KeyIDsKey follows the prefix in the set of partner key ids in use:
+	// <prefix>keys (SetKeyIDs).
+	KeyIDsKey = "keys"
 )

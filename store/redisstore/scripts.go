@@ -88,12 +88,14 @@ local spent = maxu > 0 and uses >= maxu and not (exhausted > 0 and now <= create
 // put writes a new record with its key's current epoch in one step:
 // KEYS[1] the record, KEYS[2] its key's epoch key, KEYS[3] its history,
 // all in the same slot; ARGV[1] the envelope with room for the epoch at
-// offset 3, ARGV[2] the TTL in ms, ARGV[3] the history's first entry, or
-// ” for a record without a history. The history gets the record's TTL in
-// the same step, so both expire together. {0} when the record exists,
-// else {1}.
+// offset 3, ARGV[2] the TTL in ms, ARGV[3] the history's first entry (an
+// empty string for a record without a history), ARGV[4] if given the
+// epoch of the token a refresh ended, which the record keeps if it is
+// older. The history gets the record's TTL in the same step, so both
+// expire together. {0} when the record exists, else {1}.
 var put = redis.NewScript(`
 local e = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[4] then e = math.min(e, tonumber(ARGV[4])) end
 local v = ARGV[1]
 v = string.sub(v, 1, 3) .. string.char(math.floor(e / 16777216) % 256, math.floor(e / 65536) % 256, math.floor(e / 256) % 256, e % 256) .. string.sub(v, 8)
 if not redis.call('SET', KEYS[1], v, 'PX', ARGV[2], 'NX') then return {0} end

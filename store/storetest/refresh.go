@@ -142,3 +142,31 @@ func testRestoreNeedsTake(t *testing.T, s server.Store) {
 	_, err := s.Consume(ctx, id, time.Now(), "")
 	wantErr(t, "Consume after the refused Restore", err, store.ErrUsed)
 }
+
+// A refresh's successor keeps its predecessor's epoch: a key-wide
+// revocation between the Take and the Put ends it too. A fresh mint takes
+// the current epoch whatever it carries.
+func testSuccessorKeepsEpoch(t *testing.T, s server.Store) {
+	ctx := context.Background()
+	rec := NewRecord(`{}`, time.Hour)
+	rec.KeyID = "k"
+	id := put(t, s, rec)
+	old, err := s.Take(ctx, id, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeKey(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	next := old
+	next.SessionStart, next.CreatedAt, next.ExpiresAt = old.CreatedAt, old.CreatedAt.Add(time.Millisecond), old.ExpiresAt
+	succ := put(t, s, next)
+	_, err = s.Consume(ctx, succ, time.Now(), "")
+	wantErr(t, "Consume of a successor minted across a key revocation", err, store.ErrRevoked)
+
+	fresh := NewRecord(`{}`, time.Hour)
+	fresh.KeyID = "k" // KeyEpoch 0, behind the key's
+	if _, err := s.Consume(ctx, put(t, s, fresh), time.Now(), ""); err != nil {
+		t.Errorf("Consume of a fresh mint after the revocation: %v", err)
+	}
+}

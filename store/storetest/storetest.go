@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 		{"RevokeBetweenTakeAndRestore", testRevokeThenRestore},
 		{"RevokeKeyBetweenTakeAndRestore", testRevokeKeyThenRestore},
 		{"RestoreNeedsATake", testRestoreNeedsTake},
+		{"SuccessorKeepsEpoch", testSuccessorKeepsEpoch},
 		{"RevokeKey", testRevokeKey},
 		{"ConsumeManyInOrder", testConsumeMany},
 		{"GetManyInOrder", testGetMany},
@@ -52,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 		{"Markers", testMarkers},
 		{"MarkersExpire", testMarkersExpire},
 		{"MarkersRejectBadInput", testMarkersReject},
+		{"KeyIDs", testKeyIDs},
 		{"Ping", testPing},
 	}
 	tests = append(tests, historyTests...)
@@ -444,5 +447,26 @@ func testSingleUseRace(t *testing.T, s server.Store) {
 func testPing(t *testing.T, s server.Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testKeyIDs(t *testing.T, s server.Store) {
+	ctx := context.Background()
+	ids, err := s.KeyIDs(ctx)
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("KeyIDs of a fresh store = %v, %v", ids, err)
+	}
+	if err := s.SetKeyIDs(ctx, []string{"b", "a", "c"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetKeyIDs(ctx, []string{"d"}, []string{"a", "nope"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetKeyIDs(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	ids, err = s.KeyIDs(ctx)
+	if err != nil || strings.Join(ids, ",") != "b,c,d" {
+		t.Fatalf("KeyIDs = %v, %v; want b,c,d", ids, err)
 	}
 }
