@@ -329,6 +329,9 @@ func New(cfg Config) (*Server, error) {
 		if s.trailMetrics, err = newTrailMetrics(cfg.Metrics); err != nil {
 			return nil, fmt.Errorf("server: metrics: %w", err)
 		}
+		if err := cfg.Metrics.Register(storeProbe{store: cfg.Store, timeout: s.cfg.StoreTimeout}); err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
 	}
 	var err error
 	if s.trail, err = newTrail(cfg, s.trailMetrics); err != nil {
