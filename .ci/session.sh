@@ -96,3 +96,6 @@ curl -s -X DELETE "$BASE/tokens/$(printf %s "$NEW" | sha256sum | cut -c1-32)" -H
 
 status 403 "revoked"
 curl -s "$BASE/verify" -H "x-api-token: $NEW"
+
+status 200 "the history of the old one: minted, refreshed, reused"
+curl -s "$BASE/tokens/$ID" -H "x-api-key: $KEY"

@@ -51,6 +51,7 @@ func (e BatchResultError) Valid() bool {
 
 // Defines values for ErrorError.
 const (
+	ErrorErrorAuditUnavailable       ErrorError = "audit_unavailable"
 	ErrorErrorBadRequest             ErrorError = "bad_request"
 	ErrorErrorBodyTooLarge           ErrorError = "body_too_large"
 	ErrorErrorHeadersTooLarge        ErrorError = "headers_too_large"
@@ -80,6 +81,8 @@ const (
 // Valid indicates whether the value is a known member of the ErrorError enum.
 func (e ErrorError) Valid() bool {
 	switch e {
+	case ErrorErrorAuditUnavailable:
+		return true
 	case ErrorErrorBadRequest:
 		return true
 	case ErrorErrorBodyTooLarge:
@@ -169,21 +172,69 @@ func (e StatusStatus) Valid() bool {
 	}
 }
 
+// Defines values for TokenEventBy.
+const (
+	Admin   TokenEventBy = "admin"
+	Partner TokenEventBy = "partner"
+)
+
+// Valid indicates whether the value is a known member of the TokenEventBy enum.
+func (e TokenEventBy) Valid() bool {
+	switch e {
+	case Admin:
+		return true
+	case Partner:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TokenEventEvent.
+const (
+	TokenEventEventMinted    TokenEventEvent = "minted"
+	TokenEventEventRefreshed TokenEventEvent = "refreshed"
+	TokenEventEventRefused   TokenEventEvent = "refused"
+	TokenEventEventReused    TokenEventEvent = "reused"
+	TokenEventEventRevoked   TokenEventEvent = "revoked"
+	TokenEventEventUsed      TokenEventEvent = "used"
+)
+
+// Valid indicates whether the value is a known member of the TokenEventEvent enum.
+func (e TokenEventEvent) Valid() bool {
+	switch e {
+	case TokenEventEventMinted:
+		return true
+	case TokenEventEventRefreshed:
+		return true
+	case TokenEventEventRefused:
+		return true
+	case TokenEventEventReused:
+		return true
+	case TokenEventEventRevoked:
+		return true
+	case TokenEventEventUsed:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TokenInfoState.
 const (
-	Live    TokenInfoState = "live"
-	Revoked TokenInfoState = "revoked"
-	Used    TokenInfoState = "used"
+	TokenInfoStateLive    TokenInfoState = "live"
+	TokenInfoStateRevoked TokenInfoState = "revoked"
+	TokenInfoStateUsed    TokenInfoState = "used"
 )
 
 // Valid indicates whether the value is a known member of the TokenInfoState enum.
 func (e TokenInfoState) Valid() bool {
 	switch e {
-	case Live:
+	case TokenInfoStateLive:
 		return true
-	case Revoked:
+	case TokenInfoStateRevoked:
 		return true
-	case Used:
+	case TokenInfoStateUsed:
 		return true
 	default:
 		return false
@@ -249,6 +300,7 @@ type Error struct {
 	// - `not_found`, `method_not_allowed`: no such route or method.
 	// - `store_unavailable`: the token store did not answer; retry later.
 	// - `store_full`: the token store is out of memory and refuses writes (minting, counted uses); retry later (503).
+	// - `audit_unavailable`: the audit trail is required and this request's event could not be recorded, so the request fails instead of going unrecorded; retry later (503).
 	// - `internal`: an unexpected failure; its detail is logged only.
 	//
 	//
@@ -284,6 +336,7 @@ type Error struct {
 // - `not_found`, `method_not_allowed`: no such route or method.
 // - `store_unavailable`: the token store did not answer; retry later.
 // - `store_full`: the token store is out of memory and refuses writes (minting, counted uses); retry later (503).
+// - `audit_unavailable`: the audit trail is required and this request's event could not be recorded, so the request fails instead of going unrecorded; retry later (503).
 // - `internal`: an unexpected failure; its detail is logged only.
 //
 // Example: invalid_token
@@ -371,6 +424,46 @@ type Status struct {
 // StatusStatus defines model for Status.Status.
 type StatusStatus string
 
+// TokenEvent defines model for TokenEvent.
+type TokenEvent struct {
+	// At When it happened, to the millisecond.
+	At time.Time `json:"at"`
+
+	// By Who revoked the token (`revoked`).
+	By *TokenEventBy `json:"by,omitempty"`
+
+	// Error The error code the request was answered with (`reused`, `refused`).
+	Error *string `json:"error,omitempty"`
+
+	// Event - `minted`: the token was minted (`route` `/generate`, or `/refresh` with `old_token_id`).
+	// - `used`: a successful use (`route`: `/verify`, `/verify/batch`, `/auth`).
+	// - `reused`: presented after it was used up or revoked (`error` `token_used` or `token_revoked`): what a stolen copy looks like.
+	// - `refused`: presented and refused for another reason (`error`, e.g. `origin_not_allowed`, `session_expired`).
+	// - `revoked`: revoked, `by` the partner or an admin.
+	// - `refreshed`: ended by a refresh that minted `new_token_id`.
+	Event TokenEventEvent `json:"event"`
+
+	// NewTokenId The token a refresh minted in place of this one (`refreshed`).
+	NewTokenId *string `json:"new_token_id,omitempty"`
+
+	// OldTokenId The token a refresh ended to mint this one (`minted`).
+	OldTokenId *string `json:"old_token_id,omitempty"`
+
+	// Route The route pattern it happened at, if it came from a request.
+	Route *string `json:"route,omitempty"`
+}
+
+// TokenEventBy Who revoked the token (`revoked`).
+type TokenEventBy string
+
+// TokenEventEvent - `minted`: the token was minted (`route` `/generate`, or `/refresh` with `old_token_id`).
+// - `used`: a successful use (`route`: `/verify`, `/verify/batch`, `/auth`).
+// - `reused`: presented after it was used up or revoked (`error` `token_used` or `token_revoked`): what a stolen copy looks like.
+// - `refused`: presented and refused for another reason (`error`, e.g. `origin_not_allowed`, `session_expired`).
+// - `revoked`: revoked, `by` the partner or an admin.
+// - `refreshed`: ended by a refresh that minted `new_token_id`.
+type TokenEventEvent string
+
 // TokenInfo defines model for TokenInfo.
 type TokenInfo struct {
 	// CreatedAt Unix seconds; 0 for a used or revoked token.
@@ -378,6 +471,12 @@ type TokenInfo struct {
 
 	// ExpiresAt Absolute expiry, Unix seconds; 0 for a used or revoked token.
 	ExpiresAt int64 `json:"expires_at"`
+
+	// History The token's most recent events (at most 32), oldest first and
+	// newest last, kept exactly as long as the token's record, used or
+	// revoked ones included. Absent for a token minted while the
+	// service kept no history (`TOKENSVC_TOKEN_HISTORY=off`).
+	History *[]TokenEvent `json:"history,omitempty"`
 
 	// IdleTtl Sliding expiry in seconds, if any.
 	IdleTtl *int64 `json:"idle_ttl,omitempty"`
@@ -677,8 +776,11 @@ type ClientInterface interface {
 
 	// GetToken Look at a token without using it
 	//
-	// The token's metadata, for the partner that minted it. Other
-	// partners' tokens, and unknown or expired ones, are 404.
+	// The token's metadata, for the partner that minted it, with its
+	// recent history: minted, each use with its time and route, refusals,
+	// revocation, refresh, newest last. Other partners' tokens, and
+	// unknown or expired ones, are 404: the history is shown to the
+	// minting key's server secret only.
 	//
 	// Corresponds with GET /tokens/{token_id} (the `GetToken` operationId).
 	GetToken(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -957,8 +1059,11 @@ func (c *Client) RevokeToken(ctx context.Context, tokenId TokenID, reqEditors ..
 
 // GetToken Look at a token without using it
 //
-// The token's metadata, for the partner that minted it. Other
-// partners' tokens, and unknown or expired ones, are 404.
+// The token's metadata, for the partner that minted it, with its
+// recent history: minted, each use with its time and route, refusals,
+// revocation, refresh, newest last. Other partners' tokens, and
+// unknown or expired ones, are 404: the history is shown to the
+// minting key's server secret only.
 //
 // Corresponds with GET /tokens/{token_id} (the `GetToken` operationId).
 func (c *Client) GetToken(ctx context.Context, tokenId TokenID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1724,8 +1829,11 @@ type ClientWithResponsesInterface interface {
 
 	// GetTokenWithResponse Look at a token without using it
 	//
-	// The token's metadata, for the partner that minted it. Other
-	// partners' tokens, and unknown or expired ones, are 404.
+	// The token's metadata, for the partner that minted it, with its
+	// recent history: minted, each use with its time and route, refusals,
+	// revocation, refresh, newest last. Other partners' tokens, and
+	// unknown or expired ones, are 404: the history is shown to the
+	// minting key's server secret only.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -1792,6 +1900,8 @@ type AdminListKeysResponse struct {
 	JSON431 *HeadersTooLarge
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *StoreUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *AdminListKeysResponse429Headers
 }
@@ -1824,6 +1934,11 @@ func (r AdminListKeysResponse) GetJSON431() *HeadersTooLarge {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r AdminListKeysResponse) GetJSON500() *Internal {
 	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r AdminListKeysResponse) GetJSON503() *StoreUnavailable {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -1967,6 +2082,8 @@ type AdminReloadResponse struct {
 	JSON500 *Internal
 	// JSON502 the response for an HTTP 502 `application/json` response
 	JSON502 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *StoreUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *AdminReloadResponse429Headers
 }
@@ -2004,6 +2121,11 @@ func (r AdminReloadResponse) GetJSON500() *Internal {
 // GetJSON502 returns the response for an HTTP 502 `application/json` response
 func (r AdminReloadResponse) GetJSON502() *Error {
 	return r.JSON502
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r AdminReloadResponse) GetJSON503() *StoreUnavailable {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3050,8 +3172,11 @@ func (c *ClientWithResponses) RevokeTokenWithResponse(ctx context.Context, token
 
 // GetTokenWithResponse Look at a token without using it
 //
-// The token's metadata, for the partner that minted it. Other
-// partners' tokens, and unknown or expired ones, are 404.
+// The token's metadata, for the partner that minted it, with its
+// recent history: minted, each use with its time and route, refusals,
+// revocation, refresh, newest last. Other partners' tokens, and
+// unknown or expired ones, are 404: the history is shown to the
+// minting key's server secret only.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3176,6 +3301,13 @@ func ParseAdminListKeysResponse(rsp *http.Response) (*AdminListKeysResponse, err
 			return nil, err
 		}
 		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest StoreUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
 
 	}
 
@@ -3338,6 +3470,13 @@ func ParseAdminReloadResponse(rsp *http.Response) (*AdminReloadResponse, error) 
 			return nil, err
 		}
 		response.JSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest StoreUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
 
 	}
 
@@ -4499,6 +4638,20 @@ func (response AdminListKeys500JSONResponse) VisitAdminListKeysResponse(w http.R
 	return err
 }
 
+type AdminListKeys503JSONResponse struct{ StoreUnavailableJSONResponse }
+
+func (response AdminListKeys503JSONResponse) VisitAdminListKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AdminRevokeKeyTokensRequestObject struct {
 	KeyId string `json:"key_id"`
 }
@@ -4712,6 +4865,20 @@ func (response AdminReload502JSONResponse) VisitAdminReloadResponse(w http.Respo
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(502)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReload503JSONResponse struct{ StoreUnavailableJSONResponse }
+
+func (response AdminReload503JSONResponse) VisitAdminReloadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6096,113 +6263,124 @@ func (sh *strictHandler) VerifyBatch(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F17cxs3kv8qqLmtslQ1pKiXE1N/KY430dmxU7K8e1emjwRnmiSiITALYERxXfruV93AzGCGQ4lS5Gzd",
-	"bfKXxcGz0ejHr7uRr1GilrmSIK2Jhl+jnGu+BAua/rpS1yAvfsR/pmASLXIrlIyG0dUC2MTi17FIJ4xL",
-	"swINKZuu2eTXDx+v2MEcJGhuYdKP4ghu+TLPIBpGp+lgepSczA7hFf9++l3yMj2Fk9kxP5oeJoP0FURx",
-	"JHCCnNtFFEeSL7FXOVMURxr+UQgNaTS0uoA4MskCltwt3VrQ2Pl/Pg96r3hv9uXr8dHdX6I4suschzFW",
-	"CzmP7u7ucByTK2mA9vkDTy/hHwUYi38lSlqQ9E+e55lIOO764DeDW/9ab+ZrBForHQ0jIW94JtLxVKXr",
-	"KI6WYAyf08IXwPBHtiyMZVNgnP3nxw/vmZr+BomN7sL1/0XDLBpG/3FQn8iB+2oO3tBEtPDNg9Bu6UwY",
-	"tuTZTOklpENWTS0Mk8o2Z2ZKM85o0SOJPdjeJNzEZD/GJhNrswkOoArL1IxNVSFTE7TF764pH8mKd1iq",
-	"wE2ac22A7U2mPB37ZU72+yOJO/8ZeAraXCn1jus5PI3yCzfI2Co1zmiYkPwlZXwrxjUwaqWZXXDJjo++",
-	"e/k9m64tmOc9ixemMae6Ac2Oj9hb8QPbm2ysebLfx+kvJPIvz57Kg753SIDyR+Za/f49nktWSLjNIbGQ",
-	"shkXWaGhzy6sYSlYLjLklkzN55DGTALu24C0fn/ENOe/XryF9e+7aDwX42to3rWlMEbIOTJjIa+lWkl2",
-	"2+O56GHD5zndSTXgxJ8vXbrNiesb4leKt4SPZJIJkJYZSDRYlvAlsJlWS8YlU1rMhWTCGnYN6/oK8SxT",
-	"q5Hcm7gGY6nsmH6D1F89vOkqR2krlGQSIDX02zWsXxhmQN+AHkk/597E/TB2f49LeVpdy/fK/hWv+dMO",
-	"CFc3o+7h0UjFTJEsGMnxZziL9+F4bEY0EIYlPMtAE03KGbUqLAqgal3+rl1yC+/EUlh44kZRt40zP0JD",
-	"5CvFllyuS1FgYqbB6jUTkh3hySuZPou0ac/D9ibhoib7Q5aDRhFsJWhiKiXZUkgr5DzGbxU/8jTVYAx+",
-	"xysNKUsWkFwblPncUTkOB4oZT5dCui8jqTSbcwsrvi45e4+0jy4s9GZKJ8DmBdfpfp9dEin4zILjW1ks",
-	"p7gQNStJg3SaULPeOTabIF/GpaBHcgUfNy2Tj34Uq9iKC9S5M6XBHYGQc7RGasJ7uwCl5ByIyndx9NEq",
-	"DZ8kv+Ei49PsiYrJ4CjjIhimbRc45qV2KEWCpjEjIs25kCzjuM3nEV/hjKlInXgh0w2JbsUSb8rGwr2U",
-	"EWYkvRmwhKXCBcqUaZgVBgxbaWHBVN1nRZZNquOmPXjxQiblJfxGCuRppHXWYGHaF6/a4YIbtuApik5i",
-	"MlqhsGzFDfE/ai71vEStxPVcc2md8VXINIM+m9C6J8zwtWGrxXo4krX9hJ0nbM+rkLg24OJKlyjN4DZH",
-	"GT2kGazK0pHkeB1jNLhTMGIu9+PSIEfCTNgeKhLauEblUti6gYYbdQ3pZCT3/D9jxjMlAadaCbtwhMO2",
-	"JAFwpODy78cj2aWM2B5nU61WBjRJ4rZmQ5p46YPDjGRTxeH6DBgjlBz7/dKQGmYazILl3Di6LvmtWBZL",
-	"1GjUmmViBsi8pQb7JHlhF0qLfz6Vw4pwhC02xkorOWf/1TtHSdi7eibNRlZGY9Atloabfm8SLpV0W7UG",
-	"79nYZBH4NjxNBU7Fs1812gxWoAc045mBOMqDn766a2Y6fD/HGFaxG9Bitj5j3LKl8qeTKDkT8wKdwYTn",
-	"bO9wMGCFzFC71J/2G07h52g6nR1+Pzs67B2ng7R3wk+S3vTl6aD3Kjk8SU8G350mMIi+xJGwsKQVLfnt",
-	"O5Bzu4iGh0ffbzh4cbQU8sI1Pqy+cq35OnLOX+lEfi63+aVqVvtmnnjOUXwk9TSYInM+dbXq+ziinKvI",
-	"aOp7l1yOfd+acZyHVtw81zfCLkCzCUmmiRMEeKITJ8gm3q6yzRZcVgIuUSkwbtjkpzdX7MAxx4StVJGl",
-	"Xs3gsTfJ5MZ+kDiu1V1c3tCvEchiibRoSFJ09UPl0JB3URxtSq2AhjXz0IiBfTBVKgMuN87Btes8hWpb",
-	"3QfgsIvNq1/DL05Np57IThoPGdp7gRuPLpZBdXbDswLMSAqZZEUKqbOZAsmGQgL5KRdvyW2aCYJjDlLN",
-	"V0LOzcEsU0r3Dvvpao4mEvkI0TCConcYxVFhQF+kKBkN6N7JUcCiftNxdNubq57/EWVr/5KvfvGS8y6O",
-	"3pQn94hLVJ12ywllxqJl4jgOzf9cq7nmSzMcyR5roA1DxmuqIgd7adqEKPrUr4GA7I6g4AqWdDumGvi1",
-	"YZyZBc+BkSXeHNrabDLcwFVagtPBLM2OpR/plhUa9Z0eqOu8xdUbbnUZg3Er19Hb9GeMs6b7uuToUWRr",
-	"0upkDbo7z/ZOBsf7rX2TKnMTO4upXvYDVo8bKLBtglFeNG2csGlp5QSt6YzgBvTar2HTuInJSPR93XAd",
-	"pg4y1UOmTnhETUunPJumrYNjbrN1WNvUcUN4+lXEnSm94jpleNnZXFn0gt1GOU2NB3NYHkwKy1xZkMl6",
-	"jKyXiYQui2QX9ZfeW0D/EqleSntFSgKvhfMKrPFTgExLioVjh47EcGNsx3lXH96+ef/xb6/HFz+++eXX",
-	"D1dv3r/+7/HHN68v31y5aS8hFf4+NOwdd7aBL9plJDl4svRQXxi0r35yf/Q+EidP0PGdHODAdCupm5uu",
-	"4VEP2YZzf8YMAAs8Ut8NMsXTsXOm/TKREYwq0BtOSCciQ0yBYcuScpvQoOu7A6x4clweLR7OxgilIKM+",
-	"LXljxD8bwqqQpshzpS2k4yWkgo9RrAcDvTDstTOqe1frHCoBmSSQ23IvNeQSs8kS7EKlrUvUBGmUZq6V",
-	"vx8bfmgoPbqc2DMPtJTuZjUIeaObvWv5e49DW+EliSrIc8Sv+42p2N5pIO8c4Oqu0iZUekY3pg2Vkhj1",
-	"OtvbNYEOo5hII8AQaJPgrxoU7Zb7YccnWks4dENsoXcUSiGco0OytH5uwiItb6uFrDWuUg0ENRD/JsfT",
-	"kF0cHMUtfLLNk7i/Dtym5iIiocfZv4RxrQ3CbjgkpQ+5acwsiiWXPQ08JaMGbvOMS9LMzdjZE3RnR+yr",
-	"acI6C6teXpcx+5MP5aXOyX2kCYcLoc2MUXFt7v/vC5DB1XQLNzETkn2S4raEBRukODx9dfrq8LuTwas4",
-	"ws1z61C8lyf1hitQL478mGMht+OFpMGlWrFCWpFtLqgx//HLwWCnmW1JsU1Tv1Tp3jLhaMOkask+fbr4",
-	"kd2c9NmVBm6ZsOhScW9zNRliJ7c5WGdRiLSLN6vwagdzSopR+CiDx7pAixsUaUgyFGcffz7vHZ2+ZAtu",
-	"Fn12YakTGZQj6RlWoqQzJGGdukazyZB2RxlMqBkqbVJBj40YPyLy2+H7R3EYX27za4N7um7HW1hfyJl6",
-	"5LVIYcaLzJIE38aTZ4xPDdrbS+DS2eco2EUCL1CF0AD9aCc+TIVB2dLp1MbRgpuxM+29ytjerKFZups1",
-	"XOdAAPLbp+/W28E77tYprib2ssn0DYQljpxp1imfNFQGXKKQs5Hz0R/6dPmOwGa8BImGFKQVPHNs/o8C",
-	"/QwNKUf933+QF4n7/CK6aN11TPVWgyPewqTvxKMRwGtY7w5glffgXtLeN8BHavXRcluYDerQUqqRtmzx",
-	"Em6UA3cfq6RylSy6xbTzhHU1MqO2qCl2ZMZrWI87r8TmDr0EosV0bbFBocft0KfjeNI0t/kTeqdFzoAn",
-	"CxcF4kzCihkg4xhJjxZHXliU4xTP233vHQDyz2rlnCgaGR2ZcNiOUYSLRteQXyYklCBWHC2szTtxvIwb",
-	"O0bdsMyJ9asVp9xCz4v37l5bkKe/L9YkCrANc5apj5hW4kvJBJiSgK5Ngu5tf+sk1MKY3ZdWX6QHeEnI",
-	"hjTxtydggk72egpjmapTeTzquuMwWgv0vbpW4XLOHq9REzSXIB1zu3lsoSF5xgZkz3BGsIbSJdrjrJsd",
-	"Obs0CrpmO58alaFHS43WMXv+6UWawRZtmokUDSk3N94sP3HMxIxxuX602OpEqStoyy64LYOqlYnYyfJo",
-	"ABQGTPeYhfEQRHWRVt4x0B5fkLtKHQKsxnPNu9T5JX5k9PHpxCmdYGO53sZzlV8zE9rYJuBY4nzJggsZ",
-	"hKXjDZdnl8VYbjv9yk4GY9cAuXG4LS6FepPBgqfpnB9hfdRmwW+ggmEDcCITN+CiAs5Dd4jBlwdci42P",
-	"3dzw0UnFWZE5bNcoNuN6R2Jgj3EGsy4hgIPhp60c5jGwXWbqciSc+q70uDuXOBRMDbnRyUaeKJuCkbgu",
-	"KbSw649oMIEX1Eshr7Y7mQ7jV/qFaaCke5MKcj3/8ZeL92P6c0JhWUq/dSBLnYDbDHPXFp4LJ93F0RS4",
-	"Bn3PSgz6kR6MNmUinQOuY0oRpJ/PPRBESmrIfqBR2agYDI4Tl2yE/3RJxWQ3ku9BrepVkT1wh24hiSmf",
-	"bNi+Hc10JtOIv6yDAInSW6lSpxd2UMQf7haSnHtaeMm5JW/6nllt90kgnwivPNtuVoA3GNJBkAqrNMuE",
-	"vDZ9VpNkypNrkCktzpTBR6e1RtJFbFGSBcFKQunbOzgjKvpJZpoA45Rp4KnHBvxQOJ0fIYwc90dyJN9Q",
-	"tIassTJVCR2uCtGefB05DGsUDUeRY5REpeD4ZBTFoxLaChoQ4MYs3Nqy2R3ORrkXYSxbmDLQiPIR/VLb",
-	"iDa6DfrxsTV9BJVn4FCMTCTgUwf84aEZowVYrpFpCp15fjXDg4O5sIti2k/U8sAd0k1S/YNkqbBZlQ2P",
-	"v8XRDWjjjvewP+gPyPnNQfJcRMPouD/oHzt4ZEHS4oBkwEFplc+hQ0q+dzm7C7WqUafYqYvVQiQLhrYl",
-	"pQX5KCB5Dag7Fpw0VhVWpHgxiQ10Pd86E7SRdn80GOyQn7NbRk3p4W7JqXGuhiQbRWgfh6FM0JPB4bax",
-	"q8UeNFKKqNPJw52qTFrscPTq4Q5hUir2Od5hZe0s+rs4OnVkvb9flWweapZo+LmpUz5/ufsSR6ZYLpFh",
-	"hxGSOJScFU2D6NYLb1SgcOJzg+qRhoy+4FQBDx58dbry7sBZEL064ygsQ/ncpU5E6nJTQ1N0T1gKKJaB",
-	"tUCio7e5VBpqDdcsMKmU9vbyknbKEfJ1+femu/MljnJlOu7XB/QMKfxEESa2VDcQpmtvIA2oB8OYNUlO",
-	"3G6pOlyCqzB1Fc7J4LgdBUcN40YR0lguE4hHkjtvtc98SpcfkbJzV1ynhq2UvnairONaX9LYb2Htun/j",
-	"2x2AO9vv+AtDyAVR7s/bjbcbOxw/3GEj6flRYsFxQoNNeakTSq5yZvy9QsEBKnT/O+/OX8Emi/q2lNF0",
-	"z8bE2cBJMKy4oHBCGbiQqOtlDlqoFC0dH431zlCF6MyVShuwF0o3vFnsdHA0kq2w/j0Xg/bxDe9DCyvt",
-	"vA4ldapce7f6P69FeS2Onu047k3n3Z7zcdbiPGI5Y/k6AEQfeQ8JkWzdD6lW9147p3YPvpZO7J27eRk4",
-	"WGGr5C+dwRaXn3Q7gFXkukyu+pMP/2DxjEaQt5de+KytDr6I28ZX18rqJgdljfDdF+IoyjP9iv8s/cDt",
-	"8px2ZcIEJ+fU7dXlE/uskCloxplDzHyQ3OsYmY6ks3pMEJ8mV1JY4zHQPruqhnP8ZwstIWWFTBZczsn9",
-	"Hslm1vK2LAD0SdsQ6FyBq1qqqwNJxyi9pP2M5N4klC23vdVq1cPPvUJnINHXTCf7pGh8BhUprkzNhewZ",
-	"u86A/Xx19WtZrmWGzumaCcjQ/nMxSc6c8cl8/qEvP+nQUWU+RxTfb2e/88mGZYZqFcov8Un2owtCUzFA",
-	"K6fMl4ZdXb1je4dsoQrdUQZwVtVFT8GuACQ7LB2KkQwGK9Mg945OaCjTVVLQzBtwKRpk6lMkNigmp6Sp",
-	"WrBvYH1LIXG20K4PcL+t0SxT45bERf64Q86kNCMzZIcELQg5z2AkCwN9dh7GvnE0Vxjn+bBk5Nc+B41b",
-	"tRQJzzLUFCNJsXK8Sy0aHHYTgBDG+yng6B0NDwf032NpUibV1LYHKTmfZUVYf1oQszpMIczME1k2ko6A",
-	"YNge4VRuQ+TuzUs7hmkxX1g/BffUxKGRE95TXukEdzppE2ULW4RRg92Ic/wEwmyLzgw3ZY2Dp9Fg8NRw",
-	"pfqu1DVTcn7mxABSMy9MaRj7oX0ucFmEnXNjHaPwZnSqRZ1X225NFXF6xqvzWi2XvGcApRCytUsbUrNS",
-	"WJOAM0GuNUmLsqocuX1SCWyXgV21dELexzkIzKW8ZTfiGcu1uOEWRlJJMGyuUIC5dIueESn4SmLDcg14",
-	"L/HIwvK1SouOZCD0Yye7VJlqbFxwLNfqhhJIlgYydPbrZGPUDBvJyG1JRrUbsa/I6D4cv51oC15xNDj5",
-	"viMi2z6OX/g1mGqPhs+QIV2iq0tOt3pdlwURoI/qrxLY9IvLDKfTqFp5csV42zMIOD0TN2BiD1wYL8jq",
-	"QEHg0JWr8gnoTqdXS8BFoSVQJ6c7r+1k8KpNTKVT0L3vZsf8VbINYW9lqW8l6+npDjCQt2x+UOkj3zz4",
-	"BiU7u3kzZbXVXRw9aLa01vzAGu9fU3ewf3vqVhUau2vjdnff0PVuZcPeWxVM8EFtiDrnZQf/IHiPhroc",
-	"//98LaOqqwpMPS8rHMTZ+YwGVZ24+92sRyILylfijGRQirNZgsO6n9PwBcQng1dPJHh36ntYoy7MRhHM",
-	"ihvWXWLzXAfRmnFST+nR442ZUTN1lgjtt8p+gnIp4iUctMhLQh4+kXM3Evo33/QppXz4ns/hy+PvT571",
-	"PZ+uWVqeDiUNsL3Dl1SH01XrTJQ4fWop+pZKhpoijVKc6qGp1vBUBPWgNH9eoklwJcVUNikp6enT5bue",
-	"n4wc5P6/Cz4TJiO08ZlfqH6yWRHgk8S6ou0BaFMWrxOatwCe2cU/t4Z2zz1ScjQYBJZYrhW6rc78NQQ0",
-	"nKGArQRmptQ1464e0XmZG4jCz37mb4l434t1l5tArYBGZf/pLNI8uFb08wYkmPAAKjqUh+DD7/01X2Zb",
-	"TwKX/CEHef7rBUtVUiyB3gwRhk2F5NqphGkhMqfPNgn+wQf5H0Xwckk1wTfe9ioXddwfVAvrbyN6ewff",
-	"huhX9LKTklZzUqZbKa+Bp+tdub9Rc+Tisd4Lidnp4Ni5iythOpj90s3zL+P1qnhRo/uP0qb/f08gtvBp",
-	"noqHLpbPmdyOJr+RZRG7c9qrjMcyPsiDlCYJK0rSbrizVUYStsxVJhKPRRcGXP0no1Q9495m2ndeKA4V",
-	"uLMjyR08w3yekspSN1Xj9aGYTQsbgDMtq2Ikt5V+15WolZPdyjClkRZcyC7w99KT8V/uIVVk6wc+zv1M",
-	"1Xw76t/EcGjmEX7+chd/bWZbtq2JjyueM07M2DAlXABFyTAxB5kqWScZ+Ev2QChwy4VrXLPYpRY2ck2Y",
-	"WXBdgmjOhmDvuEU3rwmV+xS/jgSWPqMoFg2yEolLtxMSunn82cKTx7ucefis5Z/xycfbv2V80h9CM14d",
-	"smi83ZwqnwNZguUptzyucj/KUF1YqSBsn31AFU+v1uJn88JnxjoUd7OUGm8OftTATgYn3XE1u4Xnnk+2",
-	"1tUx9wFPAR3+5OM/jo/feU+JB4FoVVhWGFfavJWrf0/E3QVAHjR765Awg1ue2GzNePUoon9raq8E1E3s",
-	"sHV03EfSPS7lcP51DsbbPW6PreB3mdGvNEUmd0/oZ294snCP6QhD9hIaXWHkmWLv5813d/aqN8g+EJxX",
-	"Ao37VfWdiwA13+dxgYZWMMfFMihA22e/uoBKFYHSQJUj9F6IQ3jcGC5OxHhmVGl2mu5IUSM7oEN4/M0d",
-	"4zcUHRWs343ZON4IXx1rlHMF76++5skCeq/RJVMdFWjnGcW+JlL1aLTJWY1juACeT8/FYdLmiwZln65X",
-	"WuvX2/+0F3+nvRi35Vi82W3DQwtFSP0u8DYwyomlgym3yT0+29/KOH+Rd+SQ+BwIFAIuQTl4TTLMD9l3",
-	"/Kqq1GqNGolZLXJ6Apmej2JSpeDFTGnsjeRvRTqHNBSJ03WzDGWIQpJcLuOKNp2B4AvvXQ5S3hQXM0Ux",
-	"hiqaqYsMDBqw9GxjWfFcAtkUkdwuEuhBx+ixccQdRUL4OugfHEdrPq7ZIZU+SGDupUs6RP9Oygbhfp9s",
-	"6u8gab5RwO73vsTfUFyoxWvcw6ctU+4IvVDYEUjr7x6g+QPjKI8IljxnoEJZsnX+XaIRmwqgKe6d5HFp",
-	"bV70CknyFQ2ebfjBXZmEsK1ox78nSY6YDzcQ6F0DyGVJ3EGEC/KzbOSpVLkg5YuTlK/SqG/st/7nMSba",
-	"zHe5kCaHxL3upktwwb8Bp8EsCGugzmeM9Fgjry+YoabC5iQffBGpe/Aodg/h+4rP5jvPffZhNivjh1y2",
-	"nzWsb0ows0va7UhKpIBMVZxVwudMWAPZLBgggFnvvtz9bwAAAP//",
+	"7F17cxs3kv8qqLmtslQ1pKiHnZiq+8NxvInWjp2T5N3bCn0iOAOSiIYAF8CI5rr03a+6G5jBDIcSpcjZ",
+	"utvkn9DkDB6Nfv66G/qSZHqx1EooZ5Phl2TJDV8IJwz+61JfC3X2PXzMhc2MXDqpVTJMLueCjR38eiXz",
+	"MePKroQROZus2fjnDxeX7GAmlDDciXE/SRPxmS+WhUiGyfN8MDnKTqaH4iX/dvJN9iJ/Lk6mx/xocpgN",
+	"8pciSRMJEyy5mydpovgC3gozJWlixD9KaUSeDJ0pRZrYbC4WnJbunDDw8v/8Mui95L3ppy/HR7d/StLE",
+	"rZcwjHVGqllye3sL49ilVlbgPr/j+bn4Rymsg39lWjmh8CNfLguZcdj1wa8Wtv6l3syXRBijTTJMpLrh",
+	"hcyvJjpfJ2myENbyGS58Lhh8yRaldWwiGGd/ufjwnunJryJzyW28/j8ZMU2GyX8c1CdyQL/agzc4ES58",
+	"8yAMLZ1Jyxa8mGqzEPmQVVNLy5R2zZmZNowzXPRIwRtsbxxvYryfwiNj54oxDKBLx/SUTXSpchs9C7/T",
+	"o3ykKt5huRY06ZIbK9jeeMLzK7/M8X5/pGDnPwqeC2MvtX7HzUw8jvJzGuTKaX1V4DAx+QNl/FOMG8Hw",
+	"KcPcnCt2fPTNi2/ZZO2EfdqzeGYbc+obYdjxEXsrv2N74401j/f7MP2ZAv7lxWN50L8dEyB8yeip377H",
+	"V4qVSnxeisyJnE25LEoj+uzMWZYLx2UB3FLo2UzkKVMC9m2Fcn5/yDSvfj57K9a/TdD4Ul5di6asLaS1",
+	"Us2AGUt1rfRKsc89vpQ9ePBpTndcDTj254tCtzlxLSF+pSAlfKSyQgrlmBWZEY5lfCHY1OgF44ppI2dS",
+	"MeksuxbrWoR4UejVSO2N6YErpd0VfidyL3og6XoJ2lZqxZQQucXvrsX6mWVWmBthRsrPuTemL67o31dB",
+	"n1Zi+V67P4OYP+6AYHVTfD0+GqWZLbM5Qz3+BGfxPh6PTZEG0rKMF4UwSJMwo9GlAwVUrcvL2jl34p1c",
+	"SCceuVGwbVeFH6Gh8rVmC67WQRXYlBnhzJpJxY7g5LXKn0TbtOdhe+N4UeP9IVsKAyrYKWGQqbRiC6mc",
+	"VLMUfqv4kee5EdbC7yDSImfZXGTXFnQ+Jyqn8UAp4/lCKvplpLRhM+7Eiq8DZ++h9TGlE72pNplgs5Kb",
+	"fL/PzpEUfOoE8a0qFxNYiJ4G0gCdxvhY7xU8Nga+TIOiB3JFP256Jhd+FKfZikuwuVNtBB2BVDPwRmrC",
+	"e78AtORMIJVv0+TCaSM+Kn7DZcEnxSMNk4VRrspomLZfQMyLz4EWiR5NGRJpxqViBYdtPo36imfMZU7q",
+	"BV03ILqTC5CUjYV7LSPtSHk3YCEWGhaocmbEtLTCspWRTtjq9WlZFOP906CdeJlLx5zhshgpaVlQOmxv",
+	"fPnh7Zv3F399ffXq4/dnl1fnb/7r49n5m+/H+zi8a5hUcSOUG6lMlwUtfgK/ZtrkOBTO0lx5YDikoldw",
+	"6NSei1/RhD3ucMkfLW1b9Csaz7llc56D8sY9II2kYytuUQLBduqnPdbKYMwMV47cv1LlheizMa57zCxf",
+	"W7aar4cjVXtw8PKY7XkjltYuZFpZM22Y+LyEAxviDE4X+UhxUAgpuPy5sHKm9tMQEgBhxmwPTBlu3IB5",
+	"K139gBE3+lrk45Ha8x9TxgutBEy1km5OhINnUQfBSJH62U9Hqsscsj3OJkavrDBoC9q2FWji9R8MM1JN",
+	"Iwvrs8JaqdWV3y8OacTUCDtnS26Jrgv+WS7KBdhUfJoVcipAfIIN/ah46ebayH8+lsPKeIQtXs7KaDVj",
+	"/917Bbq4d/lEthX9nMagW3wdmn5vHC8VrWu1Bh9buWweRVc8zyVMxYufDXgtTkIMNuWFFWmyjL76QmJm",
+	"O6JPYgyn2Y0wcro+Zdyxhfank2k1lbMS1EvGl2zvcDBgpSrAvtU/7TfC0l+SyWR6+O306LB3nA/y3gk/",
+	"yXqTF88HvZfZ4Ul+MvjmeSYGyac0kU4scEUL/vmdUDM3T4aHR99uhJhpspDqjB4+rH7lxvB1QuFnCGN/",
+	"Cdv8VD1WR4eeeBSqPpB6RtiyoKi+WvVdHBHmKguc+s4lh7HvWjOMc9+Km+f6Rrq5MGyMmmlMigBOdEyK",
+	"bOw9O9d8gqtKwWU6F4xbNv7hzSU7IOYYsxXaCzJ0cOxNMtHY9xKHnrpNg4R+SYQqF0CLhiZN0qZxaOi7",
+	"JE02tVZEw5p5cMTIQ5loXQiuNs6Bnus8hWpb3QdA6Mmm6NcAEDkKuScyaeMhA48zAhIgyLNgzm54UQo7",
+	"UlJlRZmLnLy2SLOBkgB+Wsq3GLhNJQJCB7nhK6lm9mBaaG16h/18NQMnDaOUZJiIsneYpElphTnLQTNa",
+	"YXonRxGL+k2nyefeTPf8l6Bb++d89ZPXnLdp8iac3AOEqDrtVhjMrAMPgzgOApCl0TPDF3Y4Uj3WwDuG",
+	"jNdUBQ722rQJkvTxvQYGszuGAytYoHRMjODXlnFm53wpGMYCzaGdK8bDDWSnpTgJ6Gm+GCJZWlYcVnTG",
+	"wPTylmBzuDVojcatglcfVZwyzpoB9IJDTFOs0aqjw0gyz/ZOBsf7rX2jKaOJyWOql32P10MDRb5NNMqz",
+	"po8TPxq8nOhpPCNxI8zar2HTuUnRSfTv0nAdrg4w1X2uTnxETU8nnE3T14Ext/k6rO3q0BCefhVxp9qs",
+	"uMkZCDubaQdxOG2U49RwMIfhYHKxWGonVLa+AtYrZIbCothZ/UvvrYAIF6getL1GIwFiQXGJs34KofJA",
+	"sXjsOCAYboxNnFdFIWffv/np5w+Xb96//vvVxZvX528uadpzkUsvDw1/h842ioa7nCQCSEOM/MyCf/UD",
+	"/aN3gZw8htB7fAADo1TiazRdI6Yfsg144ZRZIVgUE/vXRKF5fkXhvF8mMILVJcTjjRgKngyU2wQnh60o",
+	"bCuweXIcjhYOZ2OEoMjwnZa+sfKfDWVVKlsul9o4kV8tRC75Faj1aKBnlr0mp7p3uV6KSkFmmVi6sJca",
+	"9EnZeCHcXOctIWrCRNowesrLx0YkHGuPrjD61EM9IdysBsF4ePPtWv/eEVJXiE2mS4wc4df9xlRs73ml",
+	"7zaj4GE7BmdxCE5htv8mirNZZ5idMqtjfkC8yDKprBM8h53MNLB+qcIbWxcasGmS+U1U+RRFu40qo773",
+	"zoV3wCJji+mjRi4mMnvRv2r8uNtAxS8+0q2DoRv6FcK4WF3CHB0qsPV1E0FqhYUtELIh8zVm1kiONEUT",
+	"h+wStSRtQblt4YH9dUBcNbsnabLBikhWn6b4FKcFN4i9EU2FAHjTE5uXC656RvAcPTLxeVlwhW5FM/X4",
+	"CMPfkTps+t/kHtbL6/LEf/CZ0Jwi9Af6n7AQ3MwVWN3N/f9tLlSkV2jhNmVSsY9Kfg6oaoMUh89fPn95",
+	"+M3J4GWawOa5IxD0xUm94QoTTRM/5pVU2+FWdD+UXrFSOVlsLqgx//GLwWCnmV2g2GacEvwR71ZxcMBy",
+	"vWAfP559z25O+uzSCO6YdBAPcu8wNhlip5g/WmdZyryLN6vsdAdzKkzxeBjUA3XCyBtQc0AyUHEXP77q",
+	"HT1/webczvvszOFL6A2PlGdYBdrPoq4mXwN8PouuCRgQhPxA7aL9fGjC/QGJ8w7gIknj9HybXxvc0yUd",
+	"b8X6TE31A8UiF1NeFg61+jaePGV8YsGQLQRXFFyAspeZeAZmBQfoJzvxYS4t6JbOiDxN5txeUVzizcj2",
+	"xxrWpvuxRtwfKUD++fG79U78jrslY9YEjjaZvgEPpQn5lZ36yYjK+8w0cDZwPgRzH8/fIVIOQpAZkQvl",
+	"JC+Izf9RQpBkRM7BJ+jfy4vIfX4RXbTuOqZ6q9ERb2HSd/LB8OW1WO+OvgU5uJO0dw1wgU9dOO5Ku0Ed",
+	"XEo10pYtnosbTcj0Q43UUmfzbjVNYbypRmb4LFiKHZnxWqyvOkVic4deA+FiurbYoNDDduirmTxpmtv8",
+	"AULrcskEz+aURONMiRWzAj17ID14HMvSgR7HdOjue+9Av3/UK4oAcWSIwuJhO0aRlMyv8cpCKhEQuDSZ",
+	"O7fsBCELbt0V2IbFElm/WnHOneh59d791hbY7G/zNaoCeIaRt+oTzpX60ioTTCsBcVkGsXl/6yT4hLW7",
+	"L60WpHt4SaqGNvHSEzFBJ3s9hrFs9VI4Hn3dcRitBfq3ulaBTuabm5Bt2n0l3G1xLqVjc75cCgU+stM+",
+	"i1YUklzLBi/fSf7JumsGHbCuyEXaGwfsjPI0njQe0ILIApygTqbdwnmgi/AnQmzjCHYFDmIoYESwB6ZH",
+	"nC9lY4rG/UI2ZwuEbs6GyJhyTewvTv7ujRFxGLNxXShJFXcHHoHzyY2xLnxUdCWpRqfHxh6D5MxLwLQs",
+	"WIl1djTqkI1D8iOtPh5MuMvm+AXCTPsBJ/KjLY0AARS5r87w2WpE3solrC2c015ItzTSvVgu2MA994ds",
+	"NecO1ul0IRTL9HLNCq2vLSvktQgLmG6uoIJBENquQD8juNWqWkDKRH/W78RHO1K51YYDKlulnseT9biB",
+	"mOKU5GlXi4RDwdcQZmSTdYSWOtimP9qxEqv6xJpIBT1C2QwK2KsP0+pTwBSqOTv5PJ6lm9097lot0q9P",
+	"KrYsOCjZKeE+oGz3oh12c3rMh7vNR3RymsD5aCovGt3zIAd3T0AgnY9WYrXEuEuZnMJXUUldEPD7fUcO",
+	"riCJ8laV+oggJYMIVORXXZo1js1P2YC4nIQtkjQk6Y7OQoizumZ7NbG6AOLhQ+uUPf30c2mdNus7WAPi",
+	"EI12PwNDj/S2bC+k7o+P9lOmixxBRWks5nNGSokVfAMGP2XXYumY+MwzV6whri+0msH/42wM4Y5p2MxI",
+	"hd1oJSyr0pPsFfkbtHPiXS8hq7ksBIXfPoSiiZVmfpdx3RJ+uPrx7OLyw/nf/1NPp1RJme7m9kfmmoI8",
+	"XzNwfLQZB8i8EFtiwELmEP7T8YKI+7NFseBq/WBnuzMxXGWTYn1X0b5TnCFsLa2w3WOC0UL4snL/Vh7O",
+	"Mh7SV7v6yqhKr2aGdwWh5/Ajwx8fT5xgT6zjZptYV2gccXAjxxf0YjbnMnYG0g2gbpfFOO460dBOGWbX",
+	"QiwtpUphKfg2Wlk4TYLswN4j4j/nN6LKfEbGq5A3IjZdZKc+3QOIbfzYzQ0XDU/GMqvZlJsdiQFvXBVi",
+	"2qVnYTD4aSuH+bTTLjN1wV8UdFbRJ51LGuv+hmruZCNPlE3bg1yXlUa69QUoDO+pg19yuR0apbS6Ns9s",
+	"IzEZ11p+/9PZe9JcZIax54bSBXXXTbOyrNZHVMEBDr3gRpg7VmLBGnu/wIbqecoVp9gXgF+/8ikNDK2G",
+	"7DsclY3KweA4owpj+EidRKg3ETHDp+pVYRR7m4YYwXcYtKWjWcNsGyUP66gmQZutVKl7Cjoo4g93C0le",
+	"Ne3MlmapO2Z13ScBfCK9f9IGByOU3KKxE7l02rBCqmvbZzVJJjy7FirHxdnKJE6ptYeKpECTRfVBFKC0",
+	"dnCKVPSTTA3maMGZ57lHtP1QMJ0fIS7W6o/UCOyhWftwzdcnz72VxyTy+MuI4rxRMhwlxCgQ1hGfjJJ0",
+	"FBIy0QOYJmJOfHbhsVuYDcsd4/IxaUNtD+jHheDeSQgFPrRBPz48jT8KvSwE2f1CZsJX6/nDA0/RSOG4",
+	"AaYpTeH51Q4PDmbSzctJP9OLAzqkm6z6gLpUuqJqgYPv0uRGGEvHe9gf9AfonS+F4kuZDJPj/qB/TKD+",
+	"HLXFAeqAg4AlzUSHlnxPjTpzvapzJSmZi9VcZnN2LVWOlbi+8AaxLrAdc44Wq6rkwRItVBvvpHVvCThp",
+	"9NodDQY7lMTuVsQacNktZawEkFEZuTS+9AHbP04Gh9vGrhZ70KjixZdO7n+pap+BF45e3v9C3IkC7xzv",
+	"sLJ269xtmjwnst79XtVhhi8c3//CRi9EbJKS4S9NY/TLp9tPaWLLxQI4fZjA2cQqtzqMqBLlmfdGQKvx",
+	"mcVwjMAdmCpi3oMvZGRvD8j16NXVwXHT6i9ddkjm1MkS+7B70mHxT6hwiEwBV2u20EbUprHZjlpZ++3N",
+	"qO3yYBCI8O/NcPRTmiy17RDMD0r4UhGsBmELfSPi5q4NYB0MaFxfhioXthtsDrXDyAjyOhkct5EbME00",
+	"ilTWcZWJdKQ4gbN95suv/YiIFq24yS1baXNNOrBDH5zj2G/Fml7/ymohymVsVw7PLAL1SLk/1MLvphaI",
+	"ExpsyoMxCVxF/v+dSoHyByj/nbLzZ+GyeS0tofLNs3FcsrTiErPnIU+vwElQS2GkzsFF8gVJPoqqEhgz",
+	"rfNGlge0G0gWez44GqlWCd4dgoH7+Iry0EoNdopDoE7VmUer/0MsglgcPdlx3Nl6s70+87TFechy1vF1",
+	"lP/7vQQYM3ctwVJ6dae8kr0++BLC5lsS2UIQkLHVZITwsyUeJ3eh0LKuoP6DgX9nvQ7ek3e0nvnS7A6+",
+	"SNteW9fK6kcOwlUkt5+Qo7CZ5At8DJHndkOAu7KNnB+GkXt1j+Q+K1UuDOOMMDpfTOaNk8pHitwlG6fz",
+	"IHiVznrUtc8uq+GI/1xplMhZqbI5VzMM+Eeq2Zq0rVoOouA26DrTgpqj60sI0Dhps8D9jNTeOFZKn3ur",
+	"1aoHP/dKUwgF0W0+3kcL5cuk0eIVeiZVz7p1IdiPl5c/h65wO6QwbypFAY4j1e5wRl4r800Gvse0w7iF",
+	"usckvdtBf+c7CkIbSlXyFhBR9j0Va9mQfY5cdd+Bfnn5ju0dsrkuTUev32l1/cpEuJUQih2GSGSkosFC",
+	"r8Pe0QkOZbv6Bpv1dVTKiDECVixFd9ZgwXFtETbQxYVUMFscEERI49aqjyjni1zkjzvmTEyC2iE7RDBD",
+	"qlkhRqq0okp6UI0YjEb9954PAyO/9oXm3OmFzHhRgIkZKawpA1lq0eCwmwCIad5NAaJ3Mjwc4H8PpUko",
+	"Pq2dFrSOPgeM2YW8RGYlFCMuv5dFMVJEQGHZHiJjtCGME2fBAWJGzubOT8E9NWFo4IT32Dwyhp2O20TZ",
+	"whZxnmI34hw/gjDb8kHDTV1DgDh4Gp4adCMQJWwLrWanpAaAmsvSBo/aD+0bfsJdL0tuHTEKb6YcW9R5",
+	"uU1qqhzXE4rOa71Y8J4VoIWAram8Vk+DskYFZ6OGKtQW4fIa4PaqnCKklsOTpOR9ZgXhY6xToBFP2dLI",
+	"G+7ESGHucaZBgVFZYs/KXPgLS2yofIAji3vUKys6UpHST0l36dBPZCkdtzT6BrOWCyuKG2GjjiKwDBsd",
+	"R21Nhg2aqW+77D4cv51kC9BxNDj5tiPV3j6On/i1sNUeLZ8CQ1KTCHWgObOue38xhQDmr1LY+A21f+Fp",
+	"VE95cqV1AtdzeiFvhE094mG9IqtTE1EkGFblC07IpldLgEWBJ1B3oFG4dzJ42SamNrkwvW+mx/xltg3T",
+	"b7WibSXr8+c74Efes/lO5w+8Wukr9OXuFgaFlurbNLnXbWmt+Z413r2m7gqO7SXOVTLutg343X7FmL3V",
+	"NXLn1R+IO9SOKAUvO8QH0bV3+Mrx/89Luarm6cjV87qCsNHO27qwtZTku9l0TGUj1G47UlG/7WafLeu+",
+	"tcvfEnIyePlIgne3jcUX0Ui70elaVfNt9NE+1UG0ZhzXU3rYeWNmsEydfcD7rd7eqCcaeYmqEgMhDx/J",
+	"uRvNcJtXBwYtH18bePji+NuTJ702sGuWVqSDZQps7/AFNtt2XWiClHj+2PtmtnQB1hRp9NtW91m2hsfS",
+	"yXu1+dMSTQm6NwTvRlBYz/Xx/F3PT4YBcv/fBZ+Jyx/a+MxPeElCs3PO17915fcj0CbcUINo3lzwws3/",
+	"uTWZ/MojJUeDQeSJLY2GsJXcX4tAwyko2EphFlpfM06XDlCUuYEo/Ohn/ppQ+Z0gedgEWAVwKvuPZ5Hm",
+	"wbXSpjdCCRsfQEWHcAg+4d9f80Wx9SRgyR+WQr36+YzlOisXIhTiTqTihkzCpJQF2bNNgn/wZQUPInhY",
+	"Uk3wjStEw6KO+4NqYf1tRG/v4OsQ/RIvkNTKGY7GdCvljeD5elfub/TmUiLXRyEpez44pnBxJW0Hs5/T",
+	"PP8yXq9uKDAQ/oO26f/fU4gtfJrn8j7B8lWa29HkNyrcVFO1K1Q3nGBikUdFVEqssOi9Ec5WNVDw5FIX",
+	"MvNYdGkFXfLAsDjQ0hWQ+xSFwlBRODtSrfpnXeQ0VeOKwZRNSheBMy2vYqS23e9SXzdRBdmtmlYcac6x",
+	"RaKDe4mM//IIqSJbP4px7maq5gWR/yaOQ7Ny8ZdPt+mXZn1n25u4WPEl48iMDVeCEihaxRU9wFTZOiuE",
+	"F7J7UoFbBK4hZikVMzaKVJidcxNANPIh2DvuIMxrQuW+qLCj8qXPMIuFg6xkRgV+UoluHn+y9OTxLmce",
+	"3579R37y4f5vyE/6Q2jmq2MWTbe7U1Uni3A8546nVdFISNXFvRHSpVWacKR844vvIRlW5f8VvF5lFKmL",
+	"WOXU8pRSLxwvbErdLMTGaegoSFnUJNNnHzAY8suxz3ztb0ppzM07TrAvJsU+4pPBCSUIQpuLtFgUqnzi",
+	"baSi21Pbt7NFF/O084Bui4w8nS2oW7TuAsqic/tD7n4/uXvnIzseJc516Vhp6cqSrVL4WyoEKGFzr5te",
+	"p7DjvjLf++ovwNwLCQCbUi7gLxcf3o8U3XhJeYn1Uljvp9EeW8n60POgDWZSd295YG9AOeANf75/EhRF",
+	"nCnHWoFXzcsA96qLUT8g/BiA0f2qq54yVs1LAykx0ko+Ue4FE8p99jMlgKqMmRHYW4OXmBEiRWNQXovx",
+	"wurgJtvuzFajmqFDefyVjvErqo4qDdGNMRFvxFehNhreomvpX/NsLnqvIYTUHT16rwrM1Y2V7uFo49Ma",
+	"d6GEo69DhmHy5k1F4Z2uy+vrP2rzh3/7G/3btK3H0s3XNiLKWIXUfy5hG3gW9+JvjzH/GuoSymVHzYuv",
+	"2QAlQJXY0RXXcT3LPvGrrmrIDVgk5oxc4l+GwDstmdK58GomOKcj9WuZz0Qeq8TJutmoM8RuawgRLXUO",
+	"U1raX6hDzsayqS6mGnMiVfbVlIWw4HDjXdLhJpMAvGMGdbtKwFumk4fmPXdUCfGV5b9z3q9543eHVvqg",
+	"BKPrt/EQ/f1nG4T7bbqpv4Om+UoJxt/6B4oahgusePNaCZ8MpGuTOxJ//d0TSr9j3ucByZ2nTKxoh77O",
+	"v0v2ZNMANNU9aR4qw/OqVyrUr+DwbMM7bkPRxLbuJB9GYeDo0yMI0teAd2gaPEhgQX6WjbqaqnYlXION",
+	"9TWNDtB+62/q2WSzPudM2aXI6MpZE8AQfyMLhJuIjeDLpwztWKMOMZqhpsLmJB98my1dZJjS3wfyPbHN",
+	"Pz7RZx+m05DvDLey1DhKLSnRzFRk3FFEiQmkqgstwP0Qc4tiGg0QwcK3n27/NwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -14,6 +14,8 @@
 //	<prefix>{g}i:<name>         string  a marker (store PutMarker): at most 512 opaque bytes, with a TTL
 //	<prefix>rl:<what>           string  a rate limit's GCRA state, with a TTL (redisstore.Limiter)
 //	<prefix>keys                set     the partner key ids in force (SetKeyIDs): a key gone from it is revoked
+//	<prefix>{g}h:<id>           list    a token's history (store.Entry), newest last, at most 32, with its record's TTL
+//	<prefix>audit               stream  the audit trail (TOKENSVC_AUDIT=redis), capped by XADD MAXLEN ~
 //
 // <what> is gen:<key id> (minting per partner key) or fail:<client address>
 // (the brute-force guard). A limit's value is its theoretical arrival time
@@ -28,9 +30,16 @@
 // hex digits of the first byte of the ID or name and "}": 256 groups. A
 // key's epoch is kept in every group, so a record and the epoch it is
 // checked against share a hash slot and one script reads both (revoking a
-// key is 256 INCRs, whatever its tokens). The "t:", "e:" and "i:" are
-// redisstore.RecordInfix, EpochInfix and MarkerInfix; a test holds this
-// text to them.
+// key is 256 INCRs, whatever its tokens). The "t:", "e:", "i:" and "h:"
+// are redisstore.RecordInfix, EpochInfix, MarkerInfix and HistoryInfix,
+// "audit" is redisstore.AuditKey; a test holds this text to them.
+//
+// A history lives in its record's hash slot and is written by the same
+// script as the record's change (put creates it with the record's TTL,
+// consume appends with RPUSHX and slides it with an idle expiry), so it
+// never outlives the record. Its entries are "<Unix ms>|<outcome>|<note>".
+// The audit stream is one key: on a Cluster it is on the master that owns
+// its slot, and every instance appends to it there.
 //
 // A record's value is a binary envelope (see store/redisstore/codec.go):
 // version, state (0 live, 1 used, 2 revoked, 3 taken), policy flags, use
@@ -38,7 +47,8 @@
 // SETRANGE, which keeps the TTL), created/expiry in ms, policy values, the
 // minting key's id and epoch, then the bundle sealed with AES-256-GCM under
 // a key derived from the token. Used, revoked and taken records shrink to
-// tombstones holding only state and key id. A taken tombstone is what Take
+// tombstones holding only state, key id and the fHistory flag (32: the
+// record keeps a history). A taken tombstone is what Take
 // (a refresh) leaves: every read reports it as revoked, Revoke turns it into
 // a revoked one, and only Restore, finding it still there, puts the record
 // back. Scripts are sent with EVALSHA and loaded again where missing; none
@@ -47,6 +57,7 @@
 // # Layouts
 //
 //  1. Records, epochs per group, the layout key.
+//
 //  2. Taken tombstones (state 3), markers, the set of key ids, and rate
 //     limits inside the prefix (the step deletes the old rate:<prefix>rl:* keys on every
 //     master). A layout-1 binary reads a taken tombstone as a corrupt
@@ -55,6 +66,13 @@
 //     again: run migrate, then replace every older process; until then an
 //     older one answers a corrupt-record error (500) for a token a newer
 //     one has refreshed.
+//
+//     Histories (the h: lists and the fHistory flag) and the audit stream
+//     came within layout 2: both kinds of binary read each other's
+//     records (an older one ignores the flag, and its scripts drop it from
+//     the tombstones they write), so a rolling upgrade needs no migrate
+//     and a rollback no downgrade; tokens that an older binary touches
+//     just stop growing their history.
 //
 // # Rules for steps
 //

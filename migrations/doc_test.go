@@ -15,7 +15,7 @@ func TestDocMatchesSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	for _, want := range []string{fmt.Sprintf("# Key schema, layout %d", Layout), "//\t" + recordKey + " ", "//\t" + epochKey + " ", "//\t" + markerKey + " "} {
+	for _, want := range []string{fmt.Sprintf("# Key schema, layout %d", Layout), "//\t" + recordKey + " ", "//\t" + epochKey + " ", "//\t" + markerKey + " ", "//\t" + historyKey + " ", "//\t" + auditKey + " "} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("doc.go does not say %q", want)
 		}

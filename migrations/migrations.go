@@ -23,6 +23,9 @@ const (
 	recordKey = "<prefix>{g}" + redisstore.RecordInfix + "<id>"
 	epochKey  = "<prefix>{g}" + redisstore.EpochInfix + "<key id>"
 	markerKey = "<prefix>{g}" + redisstore.MarkerInfix + "<name>"
+	// Within layout 2 (see the package documentation).
+	historyKey = "<prefix>{g}" + redisstore.HistoryInfix + "<id>"
+	auditKey   = "<prefix>" + redisstore.AuditKey
 )
 
 // Errors of Check and Apply; the wrapped text tells the operator what to do.

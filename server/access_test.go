@@ -119,7 +119,7 @@ type putFails struct {
 	before func()
 }
 
-func (p putFails) Put(ctx context.Context, id store.ID, rec store.Record) error {
+func (p putFails) Put(ctx context.Context, id store.ID, rec store.Record, note string) error {
 	p.before()
 	return fmt.Errorf("no room: %w", store.ErrUnavailable)
 }
@@ -140,7 +140,7 @@ func TestFailedRefreshKeepsARevoke(t *testing.T) {
 	}
 
 	failing.before = func() {
-		if err := mem.Revoke(context.Background(), id, h.clock.Now()); err != nil {
+		if err := mem.Revoke(context.Background(), id, h.clock.Now(), ""); err != nil {
 			t.Error(err)
 		}
 	}
@@ -196,7 +196,7 @@ type barrierStore struct {
 	all     chan struct{}
 }
 
-func (b *barrierStore) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result {
+func (b *barrierStore) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time, note string) []store.Result {
 	b.mu.Lock()
 	if b.waiting++; b.waiting == b.n {
 		close(b.all)
@@ -206,7 +206,7 @@ func (b *barrierStore) ConsumeMany(ctx context.Context, ids []store.ID, now time
 	case <-b.all:
 	case <-time.After(5 * time.Second): // a bug elsewhere: fail by the answers, not by a hang
 	}
-	return b.Store.ConsumeMany(ctx, ids, now)
+	return b.Store.ConsumeMany(ctx, ids, now, note)
 }
 
 // Batches from one client checked at the same time: valid ones all pass
@@ -389,12 +389,12 @@ type counting struct {
 	latency  time.Duration
 }
 
-func (c *counting) Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+func (c *counting) Consume(ctx context.Context, id store.ID, now time.Time, note string) (store.Record, error) {
 	c.mu.Lock()
 	c.consumes++
 	c.mu.Unlock()
 	time.Sleep(c.latency)
-	return c.Store.Consume(ctx, id, now)
+	return c.Store.Consume(ctx, id, now, note)
 }
 
 // A client that failed lately has each check taken from its allowance

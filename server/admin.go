@@ -10,7 +10,7 @@ import (
 )
 
 // AdminListKeys lists the partner keys (never a secret) and their source.
-func (s *Server) AdminListKeys(context.Context, api.AdminListKeysRequestObject) (api.AdminListKeysResponseObject, error) {
+func (s *Server) AdminListKeys(ctx context.Context, _ api.AdminListKeysRequestObject) (api.AdminListKeysResponseObject, error) {
 	ks := s.cfg.Partners.Keys()
 	out := api.KeyList{Keys: make([]api.KeyInfo, 0, len(ks)), Source: sourceStatus(s.cfg.Partners.Status())}
 	for _, k := range ks {
@@ -24,6 +24,9 @@ func (s *Server) AdminListKeys(context.Context, api.AdminListKeysRequestObject) 
 			MaxTtl: seconds(k.MaxTTL), DefaultTtl: seconds(k.DefaultTTL),
 		})
 	}
+	if err := s.record(ctx, s.event(ctx, OpAdminListKeys)); err != nil {
+		return nil, err
+	}
 	return api.AdminListKeys200JSONResponse(out), nil
 }
 
@@ -31,6 +34,9 @@ func (s *Server) AdminListKeys(context.Context, api.AdminListKeysRequestObject) 
 func (s *Server) AdminReload(ctx context.Context, _ api.AdminReloadRequestObject) (api.AdminReloadResponseObject, error) {
 	if err := s.cfg.Partners.Reload(ctx); err != nil {
 		return nil, newError(api.ErrorErrorReloadFailed, "%v; the last good keys stay in force", err)
+	}
+	if err := s.record(ctx, s.event(ctx, OpAdminReload)); err != nil {
+		return nil, err
 	}
 	return api.AdminReload200JSONResponse(sourceStatus(s.cfg.Partners.Status())), nil
 }
@@ -44,7 +50,10 @@ func (s *Server) AdminRevokeToken(ctx context.Context, req api.AdminRevokeTokenR
 	info(ctx).tokenID = id.String()
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	if err := s.revoke(sctx, id); err != nil {
+	if err := s.revoke(sctx, id, string(noteByAdmin)); err != nil {
+		return nil, aboutToken(err, id, "")
+	}
+	if err := s.record(ctx, s.tokenEvent(ctx, OpAdminRevokeToken, id)); err != nil {
 		return nil, err
 	}
 	return api.AdminRevokeToken204Response{}, nil
@@ -56,9 +65,14 @@ func (s *Server) AdminRevokeKeyTokens(ctx context.Context, req api.AdminRevokeKe
 	defer cancel()
 	epoch, err := s.cfg.Store.RevokeKey(sctx, req.KeyId)
 	if err != nil {
-		return nil, err
+		return nil, aboutKey(err, req.KeyId)
 	}
 	s.log.InfoContext(ctx, "revoked every token of a key", "key_id", req.KeyId, "epoch", epoch)
+	e := s.event(ctx, OpAdminRevokeKeyTokens)
+	e.KeyID, e.Epoch = req.KeyId, epoch
+	if err := s.record(ctx, e); err != nil {
+		return nil, err
+	}
 	return api.AdminRevokeKeyTokens200JSONResponse{KeyId: req.KeyId, Epoch: int64(epoch)}, nil
 }
 

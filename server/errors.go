@@ -21,6 +21,9 @@ type Error struct {
 	Message string
 	// retryAfter, in seconds, is sent as Retry-After when above 0.
 	retryAfter int64
+	// limit names the limit of a rate_limited answer, for the audit trail
+	// (audit.LimitFailures, audit.LimitMinting).
+	limit string
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -63,6 +66,7 @@ var codes = map[api.ErrorError]struct {
 	api.ErrorErrorInternal:               {http.StatusInternalServerError, false},
 	api.ErrorErrorStoreUnavailable:       {http.StatusServiceUnavailable, false},
 	api.ErrorErrorStoreFull:              {http.StatusServiceUnavailable, false},
+	api.ErrorErrorAuditUnavailable:       {http.StatusServiceUnavailable, false},
 }
 
 // statusOf is the HTTP status of an error code.
@@ -83,6 +87,7 @@ var (
 	errUnavailable   = newError(api.ErrorErrorStoreUnavailable, "the token store is unavailable, try again later")
 	errFull          = newError(api.ErrorErrorStoreFull, "the token store is full and refuses writes, try again later")
 	errInternal      = newError(api.ErrorErrorInternal, "internal error")
+	errAuditDown     = newError(api.ErrorErrorAuditUnavailable, "the audit trail could not record this request, try again later")
 )
 
 // echoCodes names the errors Echo itself raises (routing, parameter binding).

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/audit"
 	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/store"
 )
@@ -30,7 +31,7 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 		return nil, err
 	}
 	now := s.cfg.Now()
-	rec := store.Record{KeyID: ri.caller.key.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	rec := store.Record{KeyID: ri.caller.key.ID, CreatedAt: now, ExpiresAt: now.Add(ttl), History: !s.cfg.NoTokenHistory}
 	if err := pol.apply(&rec, *req.JSONBody); err != nil {
 		return nil, err
 	}
@@ -42,15 +43,21 @@ func (s *Server) Generate(ctx context.Context, req api.GenerateRequestObject) (a
 
 	var token uuid.UUID
 	var id store.ID
+	replayed := false
 	if req.Params.IdempotencyKey != nil {
-		token, id, rec, err = s.putIdempotent(sctx, ri.caller, *req.Params.IdempotencyKey, rec)
+		token, id, rec, replayed, err = s.putIdempotent(sctx, ri.caller, *req.Params.IdempotencyKey, rec)
 	} else {
-		token, id, err = s.put(sctx, rec)
+		token, id, err = s.put(sctx, rec, mintNote())
 	}
 	if err != nil {
 		return nil, err
 	}
 	ri.tokenID = id.String()
+	e := s.event(ctx, OpMint)
+	e.TokenID, e.TTL, e.Policy, e.Replay = id.String(), int64(rec.TTL()/time.Second), pol.audit(), replayed
+	if err := s.record(ctx, e); err != nil {
+		return nil, err
+	}
 	s.metrics.tokenMinted(ri.route)
 	return mintedResponse(minted(token, id, rec, now)), nil
 }
@@ -87,10 +94,10 @@ func minted(token uuid.UUID, id store.ID, rec store.Record, now time.Time) api.G
 	}
 }
 
-// put stores rec under a fresh token. A taken ID means a 128-bit hash
-// collision between random tokens; it is retried, not trusted to be
-// impossible.
-func (s *Server) put(ctx context.Context, rec store.Record) (uuid.UUID, store.ID, error) {
+// put stores rec under a fresh token, with note as the first entry of its
+// history. A taken ID means a 128-bit hash collision between random
+// tokens; it is retried, not trusted to be impossible.
+func (s *Server) put(ctx context.Context, rec store.Record, note string) (uuid.UUID, store.ID, error) {
 	for range 3 {
 		token, id, err := newToken()
 		if err != nil {
@@ -100,12 +107,17 @@ func (s *Server) put(ctx context.Context, rec store.Record) (uuid.UUID, store.ID
 		if err := seal(token.String(), &sealed); err != nil {
 			return token, id, err
 		}
-		err = s.cfg.Store.Put(ctx, id, sealed)
+		err = s.cfg.Store.Put(ctx, id, sealed, note)
 		if !errors.Is(err, store.ErrExists) {
 			return token, id, err
 		}
 	}
 	return uuid.UUID{}, store.ID{}, errors.New("server: three token collisions in a row")
+}
+
+// audit is the policy as the audit trail shows it: no bundle value.
+func (pol policy) audit() *audit.Policy {
+	return &audit.Policy{Uses: pol.uses, ReuseGrace: int64(pol.grace / time.Second), IdleTTL: int64(pol.idle / time.Second), Private: pol.private}
 }
 
 // tokenTTL picks the lifetime: the request's, else the key's default, else

@@ -106,43 +106,45 @@ func (m marker) open(v []byte) (uuid.UUID, []byte, error) {
 
 // putIdempotent mints rec for an Idempotency-Key: the token a previous
 // request with the key minted, if it is the same request and its token
-// lives, or else a fresh one remembered under the key.
-func (s *Server) putIdempotent(ctx context.Context, c caller, idemKey string, rec store.Record) (uuid.UUID, store.ID, store.Record, error) {
+// lives (replayed), or else a fresh one remembered under the key.
+func (s *Server) putIdempotent(ctx context.Context, c caller, idemKey string, rec store.Record) (_ uuid.UUID, _ store.ID, _ store.Record, replayed bool, _ error) {
 	if len(s.cfg.IdempotencySecret) == 0 {
-		return uuid.UUID{}, store.ID{}, rec, newError(api.ErrorErrorIdempotencyUnavailable, "Idempotency-Key needs TOKENSVC_IDEMPOTENCY_SECRET on a Redis-backed service")
+		return uuid.UUID{}, store.ID{}, rec, false, newError(api.ErrorErrorIdempotencyUnavailable, "Idempotency-Key needs TOKENSVC_IDEMPOTENCY_SECRET on a Redis-backed service")
 	}
 	m := newMarker(s.cfg.IdempotencySecret, c.role, rec.KeyID, idemKey)
 	sum := digest(rec)
 	prev, err := s.cfg.Store.GetMarker(ctx, m.name)
 	switch {
 	case err == nil:
-		return s.replay(ctx, m, prev, sum)
+		token, id, rec, err := s.replay(ctx, m, prev, sum)
+		return token, id, rec, true, err
 	case !errors.Is(err, store.ErrNotFound):
-		return uuid.UUID{}, store.ID{}, rec, err
+		return uuid.UUID{}, store.ID{}, rec, false, err
 	}
-	token, id, err := s.put(ctx, rec)
+	token, id, err := s.put(ctx, rec, mintNote())
 	if err != nil {
-		return token, id, rec, err
+		return token, id, rec, false, err
 	}
 	v, err := m.seal(token, sum)
 	if err == nil {
 		err = s.cfg.Store.PutMarker(ctx, m.name, v, s.cfg.MaxTokenTTL)
 	}
 	if err == nil {
-		return token, id, rec, nil
+		return token, id, rec, false, nil
 	}
 	// Never handed out: end it, so it cannot be found later.
-	if rerr := s.cfg.Store.Revoke(ctx, id, s.cfg.Now()); rerr != nil {
+	if rerr := s.cfg.Store.Revoke(ctx, id, s.cfg.Now(), string(noteByService)); rerr != nil {
 		s.log.WarnContext(ctx, "could not end a token minted for an Idempotency-Key that another request took", "token_id", id.String(), "err", rerr)
 	}
 	if !errors.Is(err, store.ErrExists) {
-		return uuid.UUID{}, store.ID{}, rec, err
+		return uuid.UUID{}, store.ID{}, rec, false, err
 	}
 	// A concurrent request with the same key was first: answer as it did.
 	if prev, err = s.cfg.Store.GetMarker(ctx, m.name); err != nil {
-		return uuid.UUID{}, store.ID{}, rec, err
+		return uuid.UUID{}, store.ID{}, rec, false, err
 	}
-	return s.replay(ctx, m, prev, sum)
+	token, id, rec, err = s.replay(ctx, m, prev, sum)
+	return token, id, rec, true, err
 }
 
 // replay answers a request whose Idempotency-Key has a marker.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/tokensvc/tokensvc/server/audit"
 	"github.com/tokensvc/tokensvc/server/keys"
 )
 
@@ -53,6 +54,7 @@ func (s *Server) syncKeys(ctx context.Context) error {
 	for _, id := range known {
 		if !current[id] {
 			epoch, err := s.cfg.Store.RevokeKey(ctx, id)
+			s.recordKeyRemoval(ctx, id, epoch, err)
 			if err != nil {
 				return fmt.Errorf("revoke the tokens of removed key %q: %w", id, err)
 			}
@@ -72,9 +74,13 @@ func (s *Server) syncKeys(ctx context.Context) error {
 }
 
 // KeysChanged takes a change of the partner key set (keys.Registry's
-// OnChange) and syncs the store's record of keys with it; a failure is
-// logged and retried by RetryKeySync (the tokens stay refused meanwhile).
+// OnChange): it is recorded in the audit trail, and the store's record of
+// keys is synced with it; a failure is logged and retried by RetryKeySync
+// (the tokens stay refused meanwhile).
 func (s *Server) KeysChanged(ch keys.Change) {
+	// No request waits on this event: a failure to record it is counted
+	// and logged by the trail.
+	_ = s.trail.Record(context.Background(), s.keyReloadEvent(ch.Generation, ch.Added, ch.Removed))
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
 	defer cancel()
 	if err := s.SyncKeys(ctx); err != nil {
@@ -92,4 +98,15 @@ func (s *Server) RetryKeySync(ctx context.Context) error {
 		return nil
 	}
 	return s.SyncKeys(ctx)
+}
+
+// recordKeyRemoval records the revocation of a removed key's tokens (its
+// new epoch), or its failure, in the audit trail.
+func (s *Server) recordKeyRemoval(ctx context.Context, keyID string, epoch uint64, err error) {
+	e := audit.Event{Time: s.cfg.Now(), Event: audit.Revoke, Outcome: audit.OK, By: audit.ByKeyRemoval, Scope: audit.ScopeKey, KeyID: keyID, Epoch: epoch}
+	if err != nil {
+		ee, _ := toError(err)
+		e.Outcome = string(ee.Code)
+	}
+	_ = s.trail.Record(ctx, e)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/audit"
 	"github.com/tokensvc/tokensvc/server/ratelimit"
 )
 
@@ -29,7 +30,7 @@ func (s *Server) limitMinting(next echo.HandlerFunc) echo.HandlerFunc {
 			return errUnavailable
 		}
 		if !d.Allowed {
-			return tooManyError(d.RetryAfter)
+			return tooManyError(audit.LimitMinting, d.RetryAfter)
 		}
 		return next(c)
 	}
@@ -173,46 +174,55 @@ func (g *guard) take(ctx context.Context, cl string, n int) time.Duration {
 	return d.RetryAfter
 }
 
-// guardFailures runs the guard around an operation: a refused client is
-// answered 429 at once; a failed check the handler returns is counted.
+// guardFailures runs the guard around an operation op: a refused client
+// is answered 429 at once; a failed check the handler returns is counted.
 // Handlers that check many credentials at once (/verify/batch) count them
 // themselves, with chargeChecks.
-func (s *Server) guardFailures(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		g := s.guard
-		if !g.on() {
-			return next(c)
-		}
-		ri := info(c.Request().Context())
-		ri.client = client(c.RealIP())
-		if wait := g.refusedFor(ri.client); wait > 0 {
-			return tooManyError(wait)
-		}
-		ctx := c.Request().Context()
-		if g.suspect(ri.client) {
-			if wait := g.take(ctx, ri.client, 1); wait > 0 {
-				return tooManyError(wait)
+func (s *Server) guardFailures(op Op) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			g := s.guard
+			if !g.on() {
+				return next(c)
+			}
+			ctx := c.Request().Context()
+			ri := info(ctx)
+			ri.client = client(c.RealIP())
+			if wait := g.refusedFor(ri.client); wait > 0 {
+				return s.guardBlock(ctx, op, wait)
+			}
+			if g.suspect(ri.client) {
+				if wait := g.take(ctx, ri.client, 1); wait > 0 {
+					return s.guardBlock(ctx, op, wait)
+				}
+				err := next(c)
+				if e, ok := toError(err); err != nil && ok && failedCheck(e.Code) {
+					g.suspected(ri.client)
+					return err // the check taken first counts it
+				}
+				g.take(ctx, ri.client, -1)
+				return err
 			}
 			err := next(c)
-			if e, ok := toError(err); err != nil && ok && failedCheck(e.Code) {
-				g.suspected(ri.client)
-				return err // the check taken first counts it
+			if err == nil {
+				return nil // the common case costs nothing more
 			}
-			g.take(ctx, ri.client, -1)
+			if e, ok := toError(err); ok && failedCheck(e.Code) {
+				g.suspected(ri.client)
+				if wait := g.take(ctx, ri.client, 1); wait > 0 {
+					return s.guardBlock(ctx, op, wait)
+				}
+			}
 			return err
 		}
-		err := next(c)
-		if err == nil {
-			return nil // the common case costs nothing more
-		}
-		if e, ok := toError(err); ok && failedCheck(e.Code) {
-			g.suspected(ri.client)
-			if wait := g.take(ctx, ri.client, 1); wait > 0 {
-				return tooManyError(wait)
-			}
-		}
-		return err
 	}
+}
+
+// guardBlock is the guard's 429 to a request of op: counted in
+// tokensvc_guard_blocks_total and recorded as a block.
+func (s *Server) guardBlock(ctx context.Context, op Op, wait time.Duration) error {
+	s.trailMetrics.blocked()
+	return s.refused(ctx, op, tooManyError(audit.LimitFailures, wait))
 }
 
 // chargeChecks counts n failed checks of one request (a batch's) against
@@ -227,16 +237,16 @@ func (s *Server) chargeChecks(ctx context.Context, n int) error {
 	}
 	s.guard.suspected(ri.client)
 	if wait := s.guard.take(ctx, ri.client, n); wait > 0 {
-		return tooManyError(wait)
+		return s.guardBlock(ctx, OpBatch, wait)
 	}
 	return nil
 }
 
-// tooManyError is the 429 answer; handleError sends Retry-After, in whole
-// seconds, with it.
-func tooManyError(wait time.Duration) *Error {
+// tooManyError is the 429 answer of a limit; handleError sends
+// Retry-After, in whole seconds, with it.
+func tooManyError(limit string, wait time.Duration) *Error {
 	secs := int64((wait + time.Second - 1) / time.Second)
 	e := newError(api.ErrorErrorRateLimited, "too many requests, retry in %d seconds", secs)
-	e.retryAfter = secs
+	e.retryAfter, e.limit = secs, limit
 	return e
 }

@@ -230,9 +230,9 @@ func storeFailure(err error) string {
 	return "unexpected"
 }
 
-func (s meteredStore) Put(ctx context.Context, id store.ID, rec store.Record) error {
+func (s meteredStore) Put(ctx context.Context, id store.ID, rec store.Record, note string) error {
 	start := time.Now()
-	err := s.next.Put(ctx, id, rec)
+	err := s.next.Put(ctx, id, rec, note)
 	s.observe("put", start, err)
 	return err
 }
@@ -244,17 +244,17 @@ func (s meteredStore) Get(ctx context.Context, id store.ID) (store.Record, error
 	return rec, err
 }
 
-func (s meteredStore) Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+func (s meteredStore) Consume(ctx context.Context, id store.ID, now time.Time, note string) (store.Record, error) {
 	start := time.Now()
-	rec, err := s.next.Consume(ctx, id, now)
+	rec, err := s.next.Consume(ctx, id, now, note)
 	s.observe("consume", start, err)
 	return rec, err
 }
 
 // ConsumeMany counts as one failure when any of its results failed.
-func (s meteredStore) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result {
+func (s meteredStore) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time, note string) []store.Result {
 	start := time.Now()
-	res := s.next.ConsumeMany(ctx, ids, now)
+	res := s.next.ConsumeMany(ctx, ids, now, note)
 	s.observe("consume_many", start, batchFailure(res))
 	return res
 }
@@ -291,9 +291,9 @@ func (s meteredStore) Restore(ctx context.Context, id store.ID, rec store.Record
 	return err
 }
 
-func (s meteredStore) Revoke(ctx context.Context, id store.ID, now time.Time) error {
+func (s meteredStore) Revoke(ctx context.Context, id store.ID, now time.Time, note string) error {
 	start := time.Now()
-	err := s.next.Revoke(ctx, id, now)
+	err := s.next.Revoke(ctx, id, now, note)
 	s.observe("revoke", start, err)
 	return err
 }

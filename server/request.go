@@ -24,6 +24,7 @@ type requestInfo struct {
 	token   string // the session token as presented in headers: secret
 	caller  caller // who the request speaks for, set by authorize
 	client  string // the client as the brute-force guard names it, set by the guard
+	addr    string // the client's address, for the audit trail (set only when it is on)
 	tokenID string // names the token in the log instead of the token
 	errCode string
 	// idHeader is the X-Request-Id answer header's value, allocated with
@@ -106,6 +107,9 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route: routeOf(c),
 			token: presentedToken(r.Header),
 		}
+		if s.trail.On() {
+			ri.addr = c.RealIP()
+		}
 		c.SetRequest(r.WithContext(context.WithValue(r.Context(), infoKey{}, ri)))
 		h := c.Response().Header()
 		ri.idHeader[0] = ri.id
@@ -170,7 +174,7 @@ func (s *Server) authorize(op Op) echo.MiddlewareFunc {
 			h := r.Header
 			for _, name := range credentialHeaders {
 				if len(h[name]) > 1 {
-					return newError(api.ErrorErrorBadRequest, "%s was sent more than once", name)
+					return s.refused(r.Context(), op, newError(api.ErrorErrorBadRequest, "%s was sent more than once", name))
 				}
 			}
 			cr := credentials{apiKey: h.Get("X-Api-Key"), origin: h.Get("Origin"), hasToken: ri.token != "", admin: h.Get("X-Admin-Token")}
@@ -182,13 +186,13 @@ func (s *Server) authorize(op Op) echo.MiddlewareFunc {
 				cr.gateway, cr.hasGateway = gatewayProof(h)
 			}
 			cl, err := s.access.identify(op, cr)
+			if err == nil {
+				ri.caller = cl // identified, if not allowed: the refusal names the key
+				err = s.access.decide(op, cl, nil)
+			}
 			if err != nil {
-				return err
+				return s.refused(r.Context(), op, err)
 			}
-			if err := s.access.decide(op, cl, nil); err != nil {
-				return err
-			}
-			ri.caller = cl
 			return next(c)
 		}
 	}

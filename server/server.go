@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/audit"
 	"github.com/tokensvc/tokensvc/server/docs"
 	"github.com/tokensvc/tokensvc/server/keys"
 	"github.com/tokensvc/tokensvc/server/ratelimit"
@@ -33,13 +34,23 @@ import (
 // (store.ErrFull, which is also store.ErrUnavailable, when Redis refused a
 // write for lack of memory: reads, and uses of tokens without a use limit,
 // still work then); anything else is unexpected.
+//
+// A record minted with History keeps a history (store.Entry), written by
+// the same atomic step as the change it tells of: Put, Consume,
+// ConsumeMany and Revoke add an entry with the caller's note (at most
+// store.MaxNoteSize bytes, opaque to the store), Consume and ConsumeMany
+// also when they refuse a used-up or revoked token. The history keeps the
+// newest store.HistorySize entries and lives exactly as long as the
+// record. On a Redis that is out of memory, entries may be dropped; the
+// calls go on as they would without a history.
 type Store interface {
 	// Put stores rec, a new live record (no uses yet, a lifetime of a
 	// millisecond to store.MaxTTL), under id, with the minting key's
-	// current epoch. Errors: store.ErrExists when id is taken (the stored
-	// record stays as it was), store.ErrUnavailable; an invalid record is a
-	// plain error.
-	Put(ctx context.Context, id store.ID, rec store.Record) error
+	// current epoch; with rec.History, its history starts with note at
+	// rec.CreatedAt. Errors: store.ErrExists when id is taken (the stored
+	// record stays as it was), store.ErrUnavailable; an invalid record or
+	// note is a plain error.
+	Put(ctx context.Context, id store.ID, rec store.Record, note string) error
 	// Get returns the record under id without using it: the live record,
 	// or a tombstone (State store.Used or store.Revoked, keeping only the
 	// KeyID; a token whose key was revoked, or that Take ended, reads as
@@ -54,20 +65,23 @@ type Store interface {
 	// Consume uses the token once, atomically: it counts the use (with a
 	// use limit), slides the idle expiry and returns the record with the
 	// use counted. A used-up token still works within its ReuseGrace after
-	// its last use. Errors: store.ErrNotFound (also once now is past
-	// ExpiresAt), store.ErrUsed, store.ErrRevoked, store.ErrUnavailable
-	// (store.ErrFull when a use must be counted on a full Redis; nothing is
-	// counted then).
-	Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
+	// its last use. The use, or the refusal of a used-up or revoked token,
+	// goes into the history with note. Errors: store.ErrNotFound (also
+	// once now is past ExpiresAt), store.ErrUsed, store.ErrRevoked (with
+	// either, the record returned is the tombstone: State, KeyID),
+	// store.ErrUnavailable (store.ErrFull when a use must be counted on a
+	// full Redis; nothing is counted then).
+	Consume(ctx context.Context, id store.ID, now time.Time, note string) (store.Record, error)
 	// ConsumeMany is Consume for many ids at once (one round trip per Redis
-	// node). Results are in the order of ids, each with Consume's errors;
-	// an id given twice is used twice.
-	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result
+	// node), each with note. Results are in the order of ids, each with
+	// Consume's errors; an id given twice is used twice.
+	ConsumeMany(ctx context.Context, ids []store.ID, now time.Time, note string) []store.Result
 	// Take ends a live token and returns it, in one atomic step, for a
 	// refresh. A token with a use limit needs a use left: once its uses ran
 	// out Take is store.ErrUsed, even within the reuse grace, and leaves the
 	// token as it is. Errors: store.ErrNotFound, store.ErrUsed,
-	// store.ErrRevoked, store.ErrUnavailable.
+	// store.ErrRevoked (with either, the record returned says State and
+	// KeyID), store.ErrUnavailable.
 	Take(ctx context.Context, id store.ID, now time.Time) (store.Record, error)
 	// Restore undoes a Take whose follow-up failed: it puts rec, the record
 	// Take returned, back under id with the TTL it had, only if the token
@@ -78,10 +92,20 @@ type Store interface {
 	// tombstone is, store.ErrUnavailable. A key revoked since the Take still
 	// revokes the restored record.
 	Restore(ctx context.Context, id store.ID, rec store.Record) error
-	// Revoke ends a token now. Revoking a used, revoked or taken token
-	// succeeds (a taken one is then never restored). Errors:
-	// store.ErrNotFound, store.ErrUnavailable.
-	Revoke(ctx context.Context, id store.ID, now time.Time) error
+	// Revoke ends a token now, and says so in its history with note.
+	// Revoking a used, revoked or taken token succeeds (a taken one is then
+	// never restored). Errors: store.ErrNotFound, store.ErrUnavailable.
+	Revoke(ctx context.Context, id store.ID, now time.Time, note string) error
+	// Annotate adds each note to its token's history at now, for what the
+	// caller decided or saw on its own; a token without a history, or
+	// without a record, gets nothing. Several notes are one round trip per
+	// Redis node. Errors: store.ErrUnavailable; a bad note is a plain
+	// error.
+	Annotate(ctx context.Context, now time.Time, notes ...store.Note) error
+	// History returns the token's history, oldest entry first; none for a
+	// token minted without one, or with no record. Errors:
+	// store.ErrUnavailable.
+	History(ctx context.Context, id store.ID) ([]store.Entry, error)
 	// RevokeKey revokes every token keyID has minted so far, whatever their
 	// number, and returns the key's new epoch; tokens minted afterwards
 	// work. Errors: store.ErrUnavailable.
@@ -208,6 +232,22 @@ type Config struct {
 	// Propagator reads a caller's trace context. Default: W3C Trace
 	// Context (traceparent).
 	Propagator propagation.TextMapPropagator
+	// Audit, if set, receives the audit trail: an event per request of an
+	// API operation (one per token of a batch) and per key reload (see
+	// package audit). Nil: no audit trail. Call Close at exit to write the
+	// events still queued.
+	Audit audit.Sink
+	// AuditRequired fails a request whose audit event could not be
+	// recorded (503 audit_unavailable) instead of answering it unrecorded.
+	// Default false: events are queued and written in the background; a
+	// failed write is counted (tokensvc_audit_write_failures_total) and
+	// logged.
+	AuditRequired bool
+	// NoTokenHistory mints tokens without a history (store.Record.History).
+	// Default false: every token keeps its recent events, shown to the
+	// minting partner by GET /tokens/{id}. Tokens keep what they were
+	// minted with.
+	NoTokenHistory bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -239,6 +279,10 @@ type Server struct {
 	guard     *guard
 	keySync   keySync
 	fullBurst burst // the store refusing writes, logged once per burst
+	// trail is the audit trail, nil when off; trailMetrics count what it
+	// flags, nil without metrics.
+	trail        *audit.Recorder
+	trailMetrics *trailMetrics
 }
 
 var _ api.StrictServerInterface = (*Server)(nil)
@@ -290,6 +334,16 @@ func New(cfg Config) (*Server, error) {
 		}
 		outer = append(outer, requests.middleware)
 		s.cfg.Store = meteredStore{next: cfg.Store, m: s.metrics}
+		if s.trailMetrics, err = newTrailMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+		if err := cfg.Metrics.Register(storeProbe{store: cfg.Store, timeout: s.cfg.StoreTimeout}); err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+	}
+	var err error
+	if s.trail, err = newTrail(cfg, s.trailMetrics); err != nil {
+		return nil, fmt.Errorf("server: audit: %w", err)
 	}
 
 	e := echo.New()
@@ -306,9 +360,10 @@ func New(cfg Config) (*Server, error) {
 	e.Use(outer...)
 	e.Use(s.observe, s.recoverPanic, s.cors())
 	// Every operation: the brute-force guard, then the access table, before
-	// any body is read: strangers cost nothing.
+	// any body is read: strangers cost nothing. Then the audit trail's
+	// record of every refusal from there on.
 	checked := func(op Op, more ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
-		return append([]echo.MiddlewareFunc{s.guardFailures, s.authorize(op)}, more...)
+		return append([]echo.MiddlewareFunc{s.guardFailures(op), s.authorize(op), s.audited(op)}, more...)
 	}
 	api.RegisterHandlersWithOptions(e, api.NewStrictHandler(s, nil), api.RegisterHandlersOptions{
 		OperationMiddlewares: map[string][]echo.MiddlewareFunc{

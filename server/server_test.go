@@ -187,9 +187,9 @@ func (c *countingStore) Get(ctx context.Context, id store.ID) (store.Record, err
 	return c.Store.Get(ctx, id)
 }
 
-func (c *countingStore) Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
+func (c *countingStore) Consume(ctx context.Context, id store.ID, now time.Time, note string) (store.Record, error) {
 	c.gets.Add(1)
-	return c.Store.Consume(ctx, id, now)
+	return c.Store.Consume(ctx, id, now, note)
 }
 
 func TestMalformedTokenNeverReachesStore(t *testing.T) {
@@ -217,16 +217,18 @@ func (f failingStore) wait(ctx context.Context) error {
 	}
 	return f.err
 }
-func (f failingStore) Put(ctx context.Context, _ store.ID, _ store.Record) error { return f.wait(ctx) }
-func (f failingStore) KeyIDs(ctx context.Context) ([]string, error)              { return nil, f.wait(ctx) }
-func (f failingStore) SetKeyIDs(ctx context.Context, _, _ []string) error        { return f.wait(ctx) }
+func (f failingStore) Put(ctx context.Context, _ store.ID, _ store.Record, _ string) error {
+	return f.wait(ctx)
+}
+func (f failingStore) KeyIDs(ctx context.Context) ([]string, error)       { return nil, f.wait(ctx) }
+func (f failingStore) SetKeyIDs(ctx context.Context, _, _ []string) error { return f.wait(ctx) }
 func (f failingStore) Get(ctx context.Context, _ store.ID) (store.Record, error) {
 	return store.Record{}, f.wait(ctx)
 }
-func (f failingStore) Consume(ctx context.Context, _ store.ID, _ time.Time) (store.Record, error) {
+func (f failingStore) Consume(ctx context.Context, _ store.ID, _ time.Time, _ string) (store.Record, error) {
 	return store.Record{}, f.wait(ctx)
 }
-func (f failingStore) ConsumeMany(ctx context.Context, ids []store.ID, _ time.Time) []store.Result {
+func (f failingStore) ConsumeMany(ctx context.Context, ids []store.ID, _ time.Time, _ string) []store.Result {
 	err := f.wait(ctx)
 	out := make([]store.Result, len(ids))
 	for i := range out {
@@ -235,7 +237,7 @@ func (f failingStore) ConsumeMany(ctx context.Context, ids []store.ID, _ time.Ti
 	return out
 }
 func (f failingStore) GetMany(ctx context.Context, ids []store.ID) []store.Result {
-	return f.ConsumeMany(ctx, ids, time.Time{})
+	return f.ConsumeMany(ctx, ids, time.Time{}, "")
 }
 func (f failingStore) Take(ctx context.Context, _ store.ID, _ time.Time) (store.Record, error) {
 	return store.Record{}, f.wait(ctx)
@@ -243,9 +245,17 @@ func (f failingStore) Take(ctx context.Context, _ store.ID, _ time.Time) (store.
 func (f failingStore) Restore(ctx context.Context, _ store.ID, _ store.Record) error {
 	return f.wait(ctx)
 }
-func (f failingStore) Revoke(ctx context.Context, _ store.ID, _ time.Time) error { return f.wait(ctx) }
-func (f failingStore) RevokeKey(ctx context.Context, _ string) (uint64, error)   { return 0, f.wait(ctx) }
-func (f failingStore) Ping(ctx context.Context) error                            { return f.wait(ctx) }
+func (f failingStore) Revoke(ctx context.Context, _ store.ID, _ time.Time, _ string) error {
+	return f.wait(ctx)
+}
+func (f failingStore) Annotate(ctx context.Context, _ time.Time, _ ...store.Note) error {
+	return f.wait(ctx)
+}
+func (f failingStore) History(ctx context.Context, _ store.ID) ([]store.Entry, error) {
+	return nil, f.wait(ctx)
+}
+func (f failingStore) RevokeKey(ctx context.Context, _ string) (uint64, error) { return 0, f.wait(ctx) }
+func (f failingStore) Ping(ctx context.Context) error                          { return f.wait(ctx) }
 func (f failingStore) PutMarker(ctx context.Context, _ store.ID, _ []byte, _ time.Duration) error {
 	return f.wait(ctx)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/audit"
 	"github.com/tokensvc/tokensvc/store"
 )
 
@@ -19,7 +20,19 @@ func (s *Server) GetToken(ctx context.Context, req api.GetTokenRequestObject) (a
 		return nil, err
 	}
 	ri.tokenID = id.String()
-	return api.GetToken200JSONResponse(tokenInfo(id, rec)), nil
+	out := tokenInfo(id, rec)
+	if rec.History {
+		entries, err := s.cfg.Store.History(sctx, id)
+		if err != nil {
+			return nil, aboutToken(err, id, rec.KeyID)
+		}
+		h := history(entries)
+		out.History = &h
+	}
+	if err := s.record(ctx, s.tokenEvent(ctx, OpLookup, id)); err != nil {
+		return nil, err
+	}
+	return api.GetToken200JSONResponse(out), nil
 }
 
 // RevokeToken ends one of the partner's tokens now.
@@ -32,10 +45,20 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 		return nil, err
 	}
 	ri.tokenID = id.String()
-	if err := s.revoke(sctx, id); err != nil {
+	if err := s.revoke(sctx, id, string(noteByPartner)); err != nil {
+		return nil, aboutToken(err, id, "")
+	}
+	if err := s.record(ctx, s.tokenEvent(ctx, OpRevoke, id)); err != nil {
 		return nil, err
 	}
 	return api.RevokeToken204Response{}, nil
+}
+
+// tokenEvent is the event of op done on the token id.
+func (s *Server) tokenEvent(ctx context.Context, op Op, id store.ID) audit.Event {
+	e := s.event(ctx, op)
+	e.TokenID = id.String()
+	return e
 }
 
 // ownToken finds a token for op, which the access table allows only on the
@@ -49,15 +72,15 @@ func (s *Server) ownToken(ctx context.Context, op Op, c caller, tokenID string) 
 	rec, err := s.cfg.Store.Get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return id, rec, errNoSuchToken
+		return id, rec, aboutToken(errNoSuchToken, id, "")
 	case err != nil:
-		return id, rec, err
+		return id, rec, aboutToken(err, id, "")
 	}
-	return id, rec, s.access.decide(op, c, &rec)
+	return id, rec, aboutToken(s.access.decide(op, c, &rec), id, "")
 }
 
-func (s *Server) revoke(ctx context.Context, id store.ID) error {
-	err := s.cfg.Store.Revoke(ctx, id, s.cfg.Now())
+func (s *Server) revoke(ctx context.Context, id store.ID, note string) error {
+	err := s.cfg.Store.Revoke(ctx, id, s.cfg.Now(), note)
 	if errors.Is(err, store.ErrNotFound) {
 		return errNoSuchToken
 	}

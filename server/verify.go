@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/tokensvc/tokensvc/api"
+	"github.com/tokensvc/tokensvc/server/audit"
 	"github.com/tokensvc/tokensvc/store"
 )
 
@@ -22,8 +23,9 @@ func (s *Server) Verify(ctx context.Context, _ api.VerifyRequestObject) (api.Ver
 }
 
 // use is one verification of a presented token for op (/verify, /auth): it
-// counts the use, with the access table's cells decided around it, and
-// unseals the bundle.
+// counts the use, with the access table's cells decided around it, unseals
+// the bundle and records the use in the audit trail. Its refusals are
+// about the token (aboutToken), for the trail.
 func (s *Server) use(ctx context.Context, op Op, c caller, presented string) (store.Record, error) {
 	token, id, ok := parseToken(presented)
 	if !ok {
@@ -33,16 +35,35 @@ func (s *Server) use(ctx context.Context, op Op, c caller, presented string) (st
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
 	if err := s.precheck(sctx, op, c, id); err != nil {
-		return store.Record{}, err
+		s.noteRefusal(sctx, op, id, err)
+		return store.Record{}, aboutToken(err, id, "")
 	}
-	rec, err := s.cfg.Store.Consume(sctx, id, s.cfg.Now())
+	rec, err := s.cfg.Store.Consume(sctx, id, s.cfg.Now(), useNotes[op])
+	if err == nil {
+		if err = s.access.decide(op, c, &rec); err != nil {
+			s.noteRefusal(sctx, op, id, err) // the store kept the use; this says why it was refused
+		}
+	}
+	if err == nil {
+		err = unseal(token, &rec)
+	}
 	if err != nil {
-		return store.Record{}, err
+		return store.Record{}, aboutToken(err, id, rec.KeyID)
 	}
-	if err := s.access.decide(op, c, &rec); err != nil {
-		return store.Record{}, err
+	if !s.trail.On() { // the hot path builds no event it would not write
+		return rec, nil
 	}
-	return rec, unseal(token, &rec)
+	return rec, s.record(ctx, s.useEvent(ctx, op, id, rec))
+}
+
+// useEvent is the audit event of a use of rec that passed.
+func (s *Server) useEvent(ctx context.Context, op Op, id store.ID, rec store.Record) audit.Event {
+	e := s.event(ctx, op)
+	e.TokenID, e.KeyID = id.String(), rec.KeyID
+	if rec.MaxUses > 0 {
+		e.Uses = int64(rec.Uses)
+	}
+	return e
 }
 
 // precheck decides op on the token's record before a use is spent on it,
@@ -106,17 +127,66 @@ func (s *Server) VerifyBatch(ctx context.Context, req api.VerifyBatchRequestObje
 	return batchResponse(results), nil
 }
 
+// batchTrail records the audit events of a batch's tokens: one per token,
+// in request order, passed or refused; and the notes for the histories of
+// the tokens the server refused.
+type batchTrail struct {
+	s     *Server
+	ctx   context.Context
+	evs   []audit.Event
+	notes []store.Note
+}
+
+// note keeps the server's refusal of a token for its history.
+func (b *batchTrail) note(id store.ID, err error) {
+	if text, ok := refusalNote(OpBatch, err); ok {
+		b.notes = append(b.notes, store.Note{ID: id, Text: text})
+	}
+}
+
+// passed records a token that passed.
+func (b *batchTrail) passed(id store.ID, rec store.Record) {
+	if b.s.trail.On() {
+		b.evs = append(b.evs, b.s.useEvent(b.ctx, OpBatch, id, rec))
+	}
+}
+
+// refused records a token refused with err (and counts a reuse, trail or
+// not).
+func (b *batchTrail) refused(err error, id store.ID, keyID string) {
+	e := b.s.refusal(b.ctx, OpBatch, aboutToken(err, id, keyID))
+	if b.s.trail.On() {
+		b.evs = append(b.evs, e)
+	}
+}
+
+// write records the events; its error is the batch's answer when the
+// trail is required and an event could not be recorded.
+func (b *batchTrail) write() error {
+	var failed error
+	for _, e := range b.evs {
+		if err := b.s.record(b.ctx, e); err != nil {
+			failed = err
+		}
+	}
+	return failed
+}
+
 // verifyBatch is VerifyBatch's work: the results, and how many passed.
 func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) ([]api.BatchResult, int, error) {
 	results := make([]api.BatchResult, len(presented))
 	ids := make([]store.ID, 0, len(results))
 	at := make([]int, 0, len(results)) // at[j] is the result index of ids[j]
 	tokens := make([]string, 0, len(results))
+	trail := &batchTrail{s: s, ctx: ctx}
 	for i, t := range presented {
 		if token, id, ok := parseToken(t); ok {
 			ids, at, tokens = append(ids, id), append(at, i), append(tokens, token)
 		} else {
 			results[i] = rejected(errInvalidToken)
+			if s.trail.On() {
+				trail.evs = append(trail.evs, s.refusal(ctx, OpBatch, errInvalidToken))
+			}
 		}
 	}
 	sctx, cancel := s.storeCtx(ctx)
@@ -127,7 +197,9 @@ func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) 
 		for j, r := range s.cfg.Store.GetMany(sctx, ids) {
 			err := r.Err
 			if err == nil {
-				err = s.decideOn(OpBatch, c, r.Record)
+				if err = s.decideOn(OpBatch, c, r.Record); err != nil {
+					trail.note(ids[j], err)
+				}
 			}
 			if err != nil {
 				e, ok := toError(err)
@@ -135,6 +207,7 @@ func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) 
 					return nil, 0, err
 				}
 				results[at[j]] = rejected(e)
+				trail.refused(err, ids[j], r.Record.KeyID)
 				continue
 			}
 			ids[keep], at[keep], tokens[keep] = ids[j], at[j], tokens[j]
@@ -142,7 +215,7 @@ func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) 
 		}
 		ids, at, tokens = ids[:keep], at[:keep], tokens[:keep]
 	}
-	used := s.cfg.Store.ConsumeMany(sctx, ids, s.cfg.Now())
+	used := s.cfg.Store.ConsumeMany(sctx, ids, s.cfg.Now(), useNotes[OpBatch])
 	for _, r := range used {
 		if errors.Is(r.Err, store.ErrUnavailable) {
 			return nil, 0, r.Err
@@ -152,7 +225,9 @@ func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) 
 	for j, r := range used {
 		err := r.Err
 		if err == nil {
-			err = s.access.decide(OpBatch, c, &r.Record)
+			if err = s.access.decide(OpBatch, c, &r.Record); err != nil {
+				trail.note(ids[j], err)
+			}
 		}
 		if err == nil {
 			err = unseal(tokens[j], &r.Record)
@@ -163,11 +238,17 @@ func (s *Server) verifyBatch(ctx context.Context, c caller, presented []string) 
 				return nil, 0, err
 			}
 			results[at[j]] = rejected(e)
+			trail.refused(err, ids[j], r.Record.KeyID)
 			continue
 		}
 		b := s.visible(c, r.Record)
 		results[at[j]] = api.BatchResult{Valid: true, Bundle: &b}
+		trail.passed(ids[j], r.Record)
 		passed++
+	}
+	s.annotate(sctx, trail.notes...)
+	if err := trail.write(); err != nil {
+		return nil, passed, err
 	}
 	return results, passed, nil
 }

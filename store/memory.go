@@ -34,6 +34,21 @@ type memRecord struct {
 	deadline  time.Time // when the entry disappears: expiry, or idle expiry
 	exhausted time.Time // when the uses ran out, for the reuse grace
 	taken     bool      // a revoked tombstone that Take left and Restore may undo
+	history   []Entry   // with rec.History: the newest HistorySize entries
+}
+
+// add puts an entry in the history, if the record keeps one.
+func (e *memRecord) add(at time.Time, note string, refused error) {
+	if !e.rec.History {
+		return
+	}
+	en := Entry{At: time.UnixMilli(at.UnixMilli()), Note: note, Refused: refused}
+	if len(e.history) < HistorySize {
+		e.history = append(e.history, en)
+		return
+	}
+	copy(e.history, e.history[1:])
+	e.history[HistorySize-1] = en
 }
 
 // NewMemory returns an empty store. now is the clock (nil means time.Now).
@@ -61,9 +76,13 @@ func (m *Memory) lookup(id ID) (*memRecord, bool) {
 	return e, true
 }
 
-// Put stores rec under id; ErrExists when id is taken.
-func (m *Memory) Put(_ context.Context, id ID, rec Record) error {
+// Put stores rec under id, its history starting with note; ErrExists
+// when id is taken.
+func (m *Memory) Put(_ context.Context, id ID, rec Record, note string) error {
 	if err := rec.Validate(); err != nil {
+		return err
+	}
+	if err := ValidateNote(note); err != nil {
 		return err
 	}
 	rec.Bundle = clone(rec.Bundle)
@@ -76,7 +95,9 @@ func (m *Memory) Put(_ context.Context, id ID, rec Record) error {
 	if e := m.epochs[rec.KeyID]; !rec.ContinuesSession() || e < rec.KeyEpoch {
 		rec.KeyEpoch = e
 	}
-	m.recs[id] = &memRecord{rec: rec, deadline: rec.CreatedAt.Add(rec.InitialTTL())}
+	e := &memRecord{rec: rec, deadline: rec.CreatedAt.Add(rec.InitialTTL())}
+	e.add(rec.CreatedAt, note, nil)
+	m.recs[id] = e
 	return nil
 }
 
@@ -104,27 +125,35 @@ func (m *Memory) get(id ID) (Record, error) {
 		return Record{}, ErrNotFound
 	}
 	if m.keyRevoked(e) {
-		return Record{State: Revoked, KeyID: e.rec.KeyID}, nil
+		return Record{State: Revoked, KeyID: e.rec.KeyID, History: e.rec.History}, nil
 	}
 	return e.rec, nil
 }
 
 // Consume uses the token once; see redisstore.Store.Consume.
-func (m *Memory) Consume(_ context.Context, id ID, now time.Time) (Record, error) {
+func (m *Memory) Consume(_ context.Context, id ID, now time.Time, note string) (Record, error) {
+	if err := ValidateNote(note); err != nil {
+		return Record{}, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.consume(id, now)
+	return m.consume(id, now, note)
 }
 
-func (m *Memory) consume(id ID, now time.Time) (Record, error) {
+func (m *Memory) consume(id ID, now time.Time, note string) (Record, error) {
 	e, err := m.live(id, now)
+	if errors.Is(err, ErrUsed) || errors.Is(err, ErrRevoked) {
+		e.add(now, note, err)
+		return e.rec, err
+	}
 	if err != nil {
 		return Record{}, err
 	}
 	r := &e.rec
 	if m.spent(e, now) {
 		e.tombstone(Used)
-		return Record{}, ErrUsed
+		e.add(now, note, ErrUsed)
+		return e.rec, ErrUsed
 	}
 	out := *r
 	if r.MaxUses > 0 && r.Uses < r.MaxUses {
@@ -140,16 +169,23 @@ func (m *Memory) consume(id ID, now time.Time) (Record, error) {
 	if r.IdleTTL > 0 {
 		e.deadline = minTime(now.Add(r.IdleTTL), r.ExpiresAt)
 	}
+	e.add(now, note, nil)
 	return out, nil
 }
 
 // ConsumeMany is Consume for each id, in order.
-func (m *Memory) ConsumeMany(_ context.Context, ids []ID, now time.Time) []Result {
+func (m *Memory) ConsumeMany(_ context.Context, ids []ID, now time.Time, note string) []Result {
+	out := make([]Result, len(ids))
+	if err := ValidateNote(note); err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]Result, len(ids))
 	for i, id := range ids {
-		out[i].Record, out[i].Err = m.consume(id, now)
+		out[i].Record, out[i].Err = m.consume(id, now, note)
 	}
 	return out
 }
@@ -159,11 +195,15 @@ func (m *Memory) Take(_ context.Context, id ID, now time.Time) (Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, err := m.live(id, now)
+	if errors.Is(err, ErrUsed) || errors.Is(err, ErrRevoked) {
+		return e.rec, err
+	}
 	if err != nil {
 		return Record{}, err
 	}
 	if r := e.rec; r.MaxUses > 0 && r.Uses >= r.MaxUses {
-		return Record{}, ErrUsed // even within the reuse grace; see redisstore.Store.Take
+		// Even within the reuse grace; see redisstore.Store.Take.
+		return Record{State: Used, KeyID: r.KeyID, History: r.History}, ErrUsed
 	}
 	out := e.rec
 	e.tombstone(Revoked)
@@ -198,22 +238,58 @@ func (m *Memory) Restore(_ context.Context, id ID, rec Record) error {
 }
 
 // Revoke ends a token now; see redisstore.Store.Revoke.
-func (m *Memory) Revoke(_ context.Context, id ID, now time.Time) error {
+func (m *Memory) Revoke(_ context.Context, id ID, now time.Time, note string) error {
+	if err := ValidateNote(note); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.lookup(id); ok && e.taken {
 		e.taken = false // revoked for good: Restore no longer undoes it
+		e.add(now, note, nil)
 		return nil
 	}
 	e, err := m.live(id, now)
 	switch {
 	case errors.Is(err, ErrUsed), errors.Is(err, ErrRevoked):
+		e.add(now, note, nil)
 		return nil
 	case err != nil:
 		return err
 	}
 	e.tombstone(Revoked)
+	e.add(now, note, nil)
 	return nil
+}
+
+// Annotate adds each note to its token's history; see
+// redisstore.Store.Annotate.
+func (m *Memory) Annotate(_ context.Context, now time.Time, notes ...Note) error {
+	for _, n := range notes {
+		if err := ValidateNote(n.Text); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range notes {
+		if e, ok := m.lookup(n.ID); ok {
+			e.add(now, n.Text, nil)
+		}
+	}
+	return nil
+}
+
+// History returns the token's history, oldest first; see
+// redisstore.Store.History.
+func (m *Memory) History(_ context.Context, id ID) ([]Entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.lookup(id)
+	if !ok {
+		return nil, nil
+	}
+	return append([]Entry(nil), e.history...), nil
 }
 
 // KeyIDs lists the ids SetKeyIDs recorded, sorted.
@@ -288,19 +364,20 @@ func (m *Memory) Close() error {
 	return nil
 }
 
-// live returns the live entry under id, or why there is none.
+// live returns the live entry under id, or why there is none (with the
+// tombstone's entry for ErrUsed and ErrRevoked).
 func (m *Memory) live(id ID, now time.Time) (*memRecord, error) {
 	e, ok := m.lookup(id)
 	switch {
 	case !ok || (e.rec.State == Live && !now.Before(e.rec.ExpiresAt)):
 		return nil, ErrNotFound
 	case e.rec.State == Used:
-		return nil, ErrUsed
+		return e, ErrUsed
 	case e.rec.State == Revoked:
-		return nil, ErrRevoked
+		return e, ErrRevoked
 	case m.keyRevoked(e):
 		e.tombstone(Revoked)
-		return nil, ErrRevoked
+		return e, ErrRevoked
 	}
 	return e, nil
 }
@@ -316,9 +393,10 @@ func (m *Memory) spent(e *memRecord, now time.Time) bool {
 	return r.MaxUses > 0 && r.Uses >= r.MaxUses && !(!e.exhausted.IsZero() && !now.After(e.exhausted.Add(r.ReuseGrace)))
 }
 
-// tombstone keeps only the state and key id, like the Redis store.
+// tombstone keeps only the state, the key id and the history, like the
+// Redis store.
 func (e *memRecord) tombstone(s State) {
-	e.rec, e.taken = Record{State: s, KeyID: e.rec.KeyID}, false
+	e.rec, e.taken = Record{State: s, KeyID: e.rec.KeyID, History: e.rec.History}, false
 }
 
 func (m *Memory) sweep(every time.Duration) {

@@ -37,11 +37,11 @@ func TestMemoryExpiryIsExact(t *testing.T) {
 	ctx := context.Background()
 	id := storetest.NewID(t)
 	rec := store.Record{Bundle: []byte(`{}`), CreatedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute)}
-	if err := m.Put(ctx, id, rec); err != nil {
+	if err := m.Put(ctx, id, rec, ""); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(time.Minute - time.Nanosecond)
-	if _, err := m.Consume(ctx, id, clk.Now()); err != nil {
+	if _, err := m.Consume(ctx, id, clk.Now(), ""); err != nil {
 		t.Fatalf("before expiry: %v", err)
 	}
 	clk.Add(time.Nanosecond)
@@ -49,7 +49,7 @@ func TestMemoryExpiryIsExact(t *testing.T) {
 		t.Fatalf("at expiry: got %v, want ErrNotFound", err)
 	}
 	rec.CreatedAt, rec.ExpiresAt = clk.Now(), clk.Now().Add(time.Minute)
-	if err := m.Put(ctx, id, rec); err != nil {
+	if err := m.Put(ctx, id, rec, ""); err != nil {
 		t.Fatalf("reusing an expired ID: %v", err)
 	}
 }
@@ -62,7 +62,7 @@ func TestMemoryCopiesBundle(t *testing.T) {
 	ctx := context.Background()
 	id := storetest.NewID(t)
 	rec := storetest.NewRecord(`{"a":1}`, time.Hour)
-	if err := m.Put(ctx, id, rec); err != nil {
+	if err := m.Put(ctx, id, rec, ""); err != nil {
 		t.Fatal(err)
 	}
 	rec.Bundle[5] = '2'

@@ -125,8 +125,11 @@ type Record struct {
 	// pushes the expiry forward, never past ExpiresAt.
 	IdleTTL time.Duration
 	// State is Live, or Used/Revoked for a tombstone (which keeps only
-	// State and KeyID).
+	// State, KeyID and History).
 	State State
+	// History keeps the token's history (see Entry) for as long as the
+	// record lives, its tombstone included. It is set at Put.
+	History bool
 }
 
 // TTL is the lifetime of the record from its creation.

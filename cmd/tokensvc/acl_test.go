@@ -14,9 +14,10 @@ import (
 )
 
 // aclUser creates a Redis user that may touch only keys under prefix and
-// no dangerous command (the ACL an operator would give tokensvc), and
-// returns the URL of the package's Redis as that user.
-func aclUser(t *testing.T, prefix string) string {
+// no dangerous command (the ACL an operator would give tokensvc), with
+// more ACL rules if given, and returns the URL of the package's Redis as
+// that user.
+func aclUser(t *testing.T, prefix string, rules ...string) string {
 	t.Helper()
 	opts, err := redis.ParseURL(storetest.NeedRedis(t, redisURL))
 	if err != nil {
@@ -26,7 +27,8 @@ func aclUser(t *testing.T, prefix string) string {
 	t.Cleanup(func() { admin.Close() })
 	ctx := context.Background()
 	user, password := "acl-"+strings.TrimSuffix(prefix, ":"), "pw-"+prefix
-	if err := admin.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+password, "~"+prefix+"*", "+@all", "-@dangerous").Err(); err != nil {
+	args := append([]any{"ACL", "SETUSER", user, "reset", "on", ">" + password, "~" + prefix + "*", "+@all", "-@dangerous"}, anys(rules)...)
+	if err := admin.Do(ctx, args...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
@@ -45,10 +47,19 @@ func aclUser(t *testing.T, prefix string) string {
 	return u.String()
 }
 
+func anys(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
 // The whole service runs as a Redis user limited to ~<prefix>* (and no
 // dangerous command): migrate, mint, verify, a rate-limited mint, the
-// brute-force guard's 429, revoking a key's tokens. Any key outside the
-// prefix would be NOPERM, a 503, or a guard that never answers 429.
+// brute-force guard's 429, revoking a key's tokens, the required audit
+// stream. Any key outside the prefix would be NOPERM, a 503, or a guard
+// that never answers 429.
 func TestRedisUserLimitedToThePrefix(t *testing.T) {
 	t.Parallel()
 	prefix := freshPrefix()
@@ -62,6 +73,7 @@ func TestRedisUserLimitedToThePrefix(t *testing.T) {
 	e["TOKENSVC_GENERATE_RATE"] = "2/m"
 	e["TOKENSVC_VERIFY_FAILURE_RATE"] = "3/m"
 	e["TOKENSVC_MAX_BATCH"] = "3" // the guard must allow a whole batch
+	e["TOKENSVC_AUDIT"], e["TOKENSVC_AUDIT_REQUIRED"] = "redis", "true"
 	in := start(t, e)
 	ctx := context.Background()
 

@@ -54,6 +54,13 @@ type config struct {
 	TLSKey               string
 	RedisCA              string
 	MetricsAddr          string
+	// Audit is where the audit trail goes: auditOff, auditStdout,
+	// auditRedis or a file path; see audit.go.
+	Audit         string
+	AuditRequired bool
+	AuditMaxLen   int64
+	// TokenHistory: tokens are minted with a history (server.Config.NoTokenHistory).
+	TokenHistory bool
 	// Tracing is on when the standard OTEL_* variables ask for traces
 	// (tracingWanted); they are not settings of this table.
 	Tracing bool
@@ -95,17 +102,7 @@ func settings() []setting {
 				return nil
 			}},
 		{"TOKENSVC_REDIS_AUTOPIPELINE", "redis.autopipeline", "on", "on: concurrent requests' Redis commands share round trips (go-redis automatic pipelining); off: one round trip each",
-			func(c *config, v string) error {
-				switch v {
-				case "on", "true":
-					c.AutoPipeline = true
-				case "off", "false":
-					c.AutoPipeline = false
-				default:
-					return errors.New("want on or off")
-				}
-				return nil
-			}},
+			func(c *config, v string) (err error) { c.AutoPipeline, err = parseOnOff(v); return err }},
 		{"TOKENSVC_API_KEYS", "server.api_keys", "", "partner keys: one key, a comma-separated list, a YAML/JSON list of key objects, file:///path or an http(s):// key server; empty = a random development key",
 			func(c *config, v string) error { c.APIKeys = v; return nil }},
 		{"TOKENSVC_API_KEYS_RELOAD_SEC", "server.api_keys_reload_sec", strconv.Itoa(int(keys.DefaultReloadEvery / time.Second)), "seconds between reloads of a file or HTTP key source",
@@ -243,6 +240,21 @@ func settings() []setting {
 				c.MetricsAddr = v
 				return nil
 			}},
+		{"TOKENSVC_AUDIT", "audit.sink", auditOff, "where the audit trail (one JSON line per security event) goes: off; stdout (next to the access log, each line \"kind\":\"audit\"); redis (the Redis Stream <prefix>audit shared by every instance, read with tokensvc audit; needs TOKENSVC_REDIS_URL); or a file path (appended, mode 0600)",
+			func(c *config, v string) error { c.Audit = v; return nonEmpty(v) }},
+		{"TOKENSVC_AUDIT_REQUIRED", "audit.required", "false", "true: a request whose audit event cannot be recorded fails with 503 audit_unavailable; false: it is answered, and the failure counted (tokensvc_audit_write_failures_total) and logged",
+			func(c *config, v string) (err error) { c.AuditRequired, err = parseBool(v); return err }},
+		{"TOKENSVC_AUDIT_MAXLEN", "audit.max_len", strconv.Itoa(redisstore.DefaultAuditMaxLen), "about how many events the Redis audit stream keeps (XADD MAXLEN ~); older ones are trimmed",
+			func(c *config, v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 1000 {
+					return errors.New("want a number of events, at least 1000")
+				}
+				c.AuditMaxLen = n
+				return nil
+			}},
+		{"TOKENSVC_TOKEN_HISTORY", "token.history", "on", "on: each token keeps its recent events (mint, uses, refusals, revocation, refresh; the newest 32) as long as its record, shown to the minting partner by GET /tokens/{id}; off: tokens minted from now on keep none",
+			func(c *config, v string) (err error) { c.TokenHistory, err = parseOnOff(v); return err }},
 		{"TOKENSVC_LOG_LEVEL", "log.level", "info", "debug, info, warn or error",
 			func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"TOKENSVC_SHUTDOWN_TIMEOUT", "server.shutdown_timeout", "15s", "how long in-flight requests may finish after SIGTERM",
@@ -286,6 +298,10 @@ func loadConfig(getenv func(string) string, file string) (config, error) {
 		return c, errors.New("configuration TOKENSVC_MAX_TOKEN_TTL: must be at least TOKENSVC_TOKEN_TTL")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return c, errors.New("configuration TOKENSVC_TLS_CERT and TOKENSVC_TLS_KEY: set both or neither")
+	case c.Audit == auditRedis && c.RedisURL == "":
+		return c, errors.New("configuration TOKENSVC_AUDIT: redis needs TOKENSVC_REDIS_URL (the stream lives next to the tokens)")
+	case c.AuditRequired && c.Audit == auditOff:
+		return c, errors.New("configuration TOKENSVC_AUDIT_REQUIRED: true needs an audit trail (TOKENSVC_AUDIT)")
 	case c.MaxTokenTTL > store.MaxTTL:
 		return c, fmt.Errorf("configuration TOKENSVC_MAX_TOKEN_TTL: must be at most %s", store.MaxTTL)
 	}
@@ -408,6 +424,28 @@ func durationInto(field func(*config) *time.Duration) func(*config, string) erro
 		*field(c) = d
 		return nil
 	}
+}
+
+// parseOnOff reads on or off (true or false).
+func parseOnOff(v string) (bool, error) {
+	switch v {
+	case "on", "true":
+		return true, nil
+	case "off", "false":
+		return false, nil
+	}
+	return false, errors.New("want on or off")
+}
+
+// parseBool reads true or false.
+func parseBool(v string) (bool, error) {
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, errors.New("want true or false")
 }
 
 func nonEmpty(v string) error {

@@ -26,7 +26,8 @@ func TestConfigDefaults(t *testing.T) {
 	want := config{Addr: ":8080", RedisPrefix: redisstore.DefaultPrefix, StoreTimeout: server.DefaultStoreTimeout, APIKeysReload: keys.DefaultReloadEvery,
 		TokenTTL: server.DefaultTokenTTL, MaxTokenTTL: server.DefaultMaxTokenTTL, MaxBodyBytes: server.DefaultMaxBodyBytes, ShutdownTimeout: 15 * time.Second,
 		MaxBatch: server.DefaultMaxBatch, MaxSession: server.DefaultMaxSession, IdempotencyKey: []byte{},
-		FailureRate: ratelimit.Limit{N: 100, Per: time.Minute}, AutoPipeline: true}
+		FailureRate: ratelimit.Limit{N: 100, Per: time.Minute}, AutoPipeline: true,
+		Audit: auditOff, AuditMaxLen: redisstore.DefaultAuditMaxLen, TokenHistory: true}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Fatalf("(-want +got)\n%s", diff)
 	}
@@ -86,6 +87,11 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{env{"TOKENSVC_TRUSTED_PROXIES": "10.0.0.1"}, "", "TOKENSVC_TRUSTED_PROXIES"},
 		{env{"TOKENSVC_TLS_CERT": "/x.pem"}, "", "TOKENSVC_TLS_KEY"},
 		{env{"TOKENSVC_DURABILITY": "replica:0"}, "", "TOKENSVC_DURABILITY"},
+		{env{"TOKENSVC_AUDIT": "redis"}, "", "TOKENSVC_AUDIT"},
+		{env{"TOKENSVC_AUDIT_REQUIRED": "true"}, "", "TOKENSVC_AUDIT_REQUIRED"},
+		{env{"TOKENSVC_AUDIT_REQUIRED": "yes"}, "", "TOKENSVC_AUDIT_REQUIRED"},
+		{env{"TOKENSVC_AUDIT_MAXLEN": "10"}, "", "TOKENSVC_AUDIT_MAXLEN"},
+		{env{"TOKENSVC_TOKEN_HISTORY": "sometimes"}, "", "TOKENSVC_TOKEN_HISTORY"},
 		{env{}, "token:\n  ttl: forever\n", "token.ttl"},
 		{env{}, "server:\n  adr: x\n", `unknown setting "server.adr"`},
 		{env{}, "server: [", "configuration file"},

@@ -25,6 +25,7 @@ Commands:
   migrate      bring Redis to the key layout this binary needs (run once per deployment)
   healthcheck  exit 0 when the local server's /readyz answers 200 (for container health checks)
   hash-key     print the sha256: form of a secret read from standard input, for key sources
+  audit        print the audit trail kept in Redis (TOKENSVC_AUDIT=redis); audit -h for its flags
   version      print the version
 
 Flags:
@@ -55,6 +56,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	cmd := "serve"
 	if fs.NArg() > 0 {
 		cmd = fs.Arg(0)
+		if cmd == "audit" { // flags of its own
+			return auditCommand(ctx, fs.Args()[1:], getenv, *configFile, stdout, stderr)
+		}
 		if help, err := parse(fs.Args()[1:]); help {
 			return nil
 		} else if err != nil {

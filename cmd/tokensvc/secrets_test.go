@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -36,7 +37,7 @@ func TestNoSecretInLogsOrRedis(t *testing.T) {
 		"TOKENSVC_REDIS_URL": redisURL, "TOKENSVC_REDIS_PREFIX": prefix, "TOKENSVC_API_KEYS": keys,
 		"TOKENSVC_ADMIN_TOKEN": admin, "TOKENSVC_IDEMPOTENCY_SECRET": idemSecret,
 		"TOKENSVC_FORWARD_FIELDS": "auth,server", "TOKENSVC_FORWARD_COOKIE": "sess", "TOKENSVC_FORWARD_SECRET": gwSecret,
-		"TOKENSVC_LOG_LEVEL": "debug",
+		"TOKENSVC_LOG_LEVEL": "debug", "TOKENSVC_AUDIT": "redis",
 	})
 	ctx := context.Background()
 	bundle := fmt.Sprintf(`{"auth":%q,"server":%q,"userId":"u-1"}`, bundleKey, privateVal)
@@ -114,6 +115,7 @@ func TestNoSecretInLogsOrRedis(t *testing.T) {
 	c := redis.NewClient(opts)
 	defer c.Close()
 	var keysSeen, valuesSeen int
+	auditSeen := false
 	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
@@ -126,6 +128,11 @@ func TestNoSecretInLogsOrRedis(t *testing.T) {
 			dump = c.Get(ctx, k).Val()
 		case "hash":
 			dump = fmt.Sprint(c.HGetAll(ctx, k).Val())
+		case "list": // a token's history
+			dump = fmt.Sprint(c.LRange(ctx, k, 0, -1).Val())
+		case "stream": // the audit trail
+			dump = fmt.Sprint(c.XRange(ctx, k, "-", "+").Val())
+			auditSeen = true
 		case "set":
 			dump = fmt.Sprint(c.SMembers(ctx, k).Val())
 		default:
@@ -143,6 +150,22 @@ func TestNoSecretInLogsOrRedis(t *testing.T) {
 	}
 	if keysSeen < len(tokens)/2 {
 		t.Fatalf("only %d keys under the prefix: the scan looked at the wrong place", keysSeen)
+	}
+	if !auditSeen {
+		t.Fatal("no audit stream under the prefix")
+	}
+	// And the trail as `tokensvc audit` prints it.
+	var trail bytes.Buffer
+	if err := run(ctx, []string{"audit"}, env{"TOKENSVC_REDIS_URL": redisURL, "TOKENSVC_REDIS_PREFIX": prefix}.get, nil, &trail, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(trail.String(), `"event":"reuse"`) || !strings.Contains(trail.String(), `"event":"admin"`) {
+		t.Fatalf("the trail is missing events:\n%s", trail.String())
+	}
+	for _, s := range secrets {
+		if strings.Contains(trail.String(), s) {
+			t.Errorf("a secret is in the audit trail: %q", s)
+		}
 	}
 	t.Logf("checked %d secrets against %d log bytes and %d Redis keys", len(secrets), len(logs), valuesSeen)
 }

@@ -54,11 +54,19 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 		}
 	}()
 
-	st, limiter, closeStore, err := openStore(ctx, cfg, log, tel)
+	st, limiter, rc, closeStore, err := openStore(ctx, cfg, log, tel)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
+	trail, closeTrail, err := openAudit(cfg, stdout, rc)
+	if err != nil {
+		return err
+	}
+	defer closeTrail()
+	if trail == nil {
+		log.Info("audit trail off (TOKENSVC_AUDIT=off): set it to redis, a file or stdout to record security events")
+	}
 
 	keySpec := cfg.APIKeys
 	if keySpec == "" {
@@ -88,12 +96,20 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 		AdminToken: cfg.AdminToken, IdempotencySecret: idemSecret, KeepRemovedKeyTokens: cfg.KeepRemovedKeyTokens,
 		ForwardCookie: cfg.ForwardCookie, ForwardFields: cfg.ForwardFields, ForwardSecret: cfg.ForwardSecret, ForwardCacheTTL: cfg.ForwardCacheTTL,
 		Limiter: limiter, GenerateRate: cfg.GenerateRate, FailureRate: cfg.FailureRate, TrustedProxies: cfg.TrustedProxies,
+		Audit: trail, AuditRequired: cfg.AuditRequired, NoTokenHistory: !cfg.TokenHistory,
 	}
 	tel.configure(&scfg, cfg.MetricsAddr == "")
 	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}
+	defer func() { // after the last request, before the store's client closes
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Close(ctx); err != nil {
+			log.Warn("audit trail: events still queued at exit", "err", err)
+		}
+	}()
 	partners.OnChange(srv.KeysChanged)
 	syncCtx, cancelSync := context.WithTimeout(ctx, cfg.StoreTimeout)
 	if err := srv.SyncKeys(syncCtx); err != nil {
@@ -162,46 +178,46 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// openStore returns the embedded store and limits, or the Redis ones once
-// Redis holds the layout this binary needs.
-func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (server.Store, server.Limiter, func() error, error) {
+// openStore returns the embedded store and limits, or the Redis ones (and
+// their client) once Redis holds the layout this binary needs.
+func openStore(ctx context.Context, cfg config, log *slog.Logger, tel *telemetry) (server.Store, server.Limiter, redis.UniversalClient, func() error, error) {
 	if cfg.RedisURL == "" {
 		if cfg.Replicas > 0 {
-			return nil, nil, nil, errors.New("configuration TOKENSVC_DURABILITY: replica:N needs TOKENSVC_REDIS_URL")
+			return nil, nil, nil, nil, errors.New("configuration TOKENSVC_DURABILITY: replica:N needs TOKENSVC_REDIS_URL")
 		}
 		log.Warn("embedded in-memory store: tokens live in this process only and are lost when it stops; set TOKENSVC_REDIS_URL for production")
 		m := store.NewMemory(nil, 0)
-		return m, ratelimit.NewMemory(nil), m.Close, nil
+		return m, ratelimit.NewMemory(nil), nil, m.Close, nil
 	}
 	c, deps, err := newRedisClient(cfg.RedisURL, cfg.StoreTimeout, cfg.RedisCA)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("configuration TOKENSVC_REDIS_URL: %w", err)
 	}
 	for _, d := range deps {
 		log.Warn(d.message(), "deprecated", d.old, "use", d.use)
 	}
 	if err := tel.instrumentRedis(c); err != nil {
 		c.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if err := awaitLayout(ctx, c, cfg.RedisPrefix, log); err != nil {
 		c.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	// Rate limits live under the store's prefix: one ACL key pattern covers both.
 	limits, err := redisstore.NewLimiter(c, redisstore.LimiterOptions{Prefix: cfg.RedisPrefix})
 	if err != nil {
 		c.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	// WAIT gets most of the store timeout, so a slow replica is a clean 503.
 	s, err := redisstore.New(c, redisstore.Options{Prefix: cfg.RedisPrefix, Replicas: cfg.Replicas, ReplicaTimeout: cfg.StoreTimeout * 3 / 4, AutoPipeline: cfg.AutoPipeline})
 	if err != nil {
 		c.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	closeAll := func() error { return errors.Join(s.Close(), c.Close()) }
-	return s, ratelimit.NewShared(limits), closeAll, nil
+	return s, ratelimit.NewShared(limits), c, closeAll, nil
 }
 
 // awaitLayout refuses to serve on a Redis of the wrong layout, and waits a

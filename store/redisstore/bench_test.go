@@ -70,7 +70,7 @@ func benchPut(b *testing.B, s *redisstore.Store, n int) []store.ID {
 	rec := benchRecord(b)
 	for i := range ids {
 		ids[i] = storetest.NewID(b)
-		if err := s.Put(context.Background(), ids[i], rec); err != nil {
+		if err := s.Put(context.Background(), ids[i], rec, ""); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -89,7 +89,7 @@ func BenchmarkRedisPut(b *testing.B) {
 	for b.Loop() {
 		n++
 		binary.BigEndian.PutUint64(id[8:], n)
-		if err := s.Put(ctx, id, rec); err != nil {
+		if err := s.Put(ctx, id, rec, ""); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -102,7 +102,7 @@ func BenchmarkRedisConsume(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if _, err := s.Consume(ctx, ids[i%len(ids)], time.Now()); err != nil {
+		if _, err := s.Consume(ctx, ids[i%len(ids)], time.Now(), ""); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -116,7 +116,7 @@ func BenchmarkRedisConsumeMany100(b *testing.B) {
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
-		for _, r := range s.ConsumeMany(ctx, ids, time.Now()) {
+		for _, r := range s.ConsumeMany(ctx, ids, time.Now(), "") {
 			if r.Err != nil {
 				b.Fatal(r.Err)
 			}
@@ -137,7 +137,7 @@ func BenchmarkRedisConsumeParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			if _, err := s.Consume(ctx, ids[i%len(ids)], time.Now()); err != nil {
+			if _, err := s.Consume(ctx, ids[i%len(ids)], time.Now(), ""); err != nil {
 				b.Error(err)
 				return
 			}

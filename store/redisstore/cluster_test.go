@@ -60,7 +60,7 @@ func TestClusterSpreadsRecords(t *testing.T) {
 	s := newStoreOn(t, c)
 	ctx := context.Background()
 	for range 64 {
-		if err := s.Put(ctx, storetest.NewID(t), storetest.NewRecord(`{}`, time.Minute)); err != nil {
+		if err := s.Put(ctx, storetest.NewID(t), storetest.NewRecord(`{}`, time.Minute), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,7 +104,7 @@ func TestSentinelFailover(t *testing.T) {
 	ids := make([]store.ID, 20)
 	for i := range ids {
 		ids[i] = storetest.NewID(t)
-		if err := s.Put(ctx, ids[i], storetest.NewRecord(`{"i":1}`, time.Hour)); err != nil {
+		if err := s.Put(ctx, ids[i], storetest.NewRecord(`{"i":1}`, time.Hour), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -125,7 +125,7 @@ func TestSentinelFailover(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := s.Put(pctx, storetest.NewID(t), storetest.NewRecord(`{}`, time.Minute))
+		err := s.Put(pctx, storetest.NewID(t), storetest.NewRecord(`{}`, time.Minute), "")
 		cancel()
 		if err == nil {
 			break
@@ -164,16 +164,16 @@ func TestClusterConsumeManyAfterPartialScriptFlush(t *testing.T) {
 		rec := storetest.NewRecord(`{}`, time.Hour)
 		rec.MaxUses = 1
 		ids[i] = storetest.NewID(t)
-		if err := s.Put(ctx, ids[i], rec); err != nil {
+		if err := s.Put(ctx, ids[i], rec, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.ConsumeMany(ctx, []store.ID{storetest.NewID(t)}, time.Now()) // scripts cached everywhere it ran
+	s.ConsumeMany(ctx, []store.ID{storetest.NewID(t)}, time.Now(), "") // scripts cached everywhere it ran
 	c.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error { return n.ScriptLoad(ctx, "return 1").Err() })
 	if err := redis.NewClient(&redis.Options{Addr: cl.Addrs()[0]}).ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for i, r := range s.ConsumeMany(ctx, ids, time.Now()) {
+	for i, r := range s.ConsumeMany(ctx, ids, time.Now(), "") {
 		if r.Err != nil {
 			t.Errorf("token %d: %v on its first use", i, r.Err)
 		}

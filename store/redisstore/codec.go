@@ -16,7 +16,8 @@ import (
 //	1   state: 0 live, 1 used, 2 revoked, 3 taken (the tombstone Take
 //	    leaves, which only Restore undoes; every read reports it as
 //	    revoked, and Revoke turns it into 2)
-//	2   flags: fUses, fGrace, fIdle, fPrivate, fSession
+//	2   flags: fUses, fGrace, fIdle, fPrivate, fSession, fHistory (a
+//	    tombstone keeps fHistory alone)
 //	tombstones (state != 0) end with: uvarint len + key id
 //	3..6 the minting key's epoch (uint32 BE), written by the put script
 //	if fUses: 7..10 uses so far (uint32 BE), 11..14 when uses ran out, in
@@ -37,6 +38,7 @@ const (
 	fIdle    = 4
 	fPrivate = 8
 	fSession = 16
+	fHistory = 32 // the record keeps a history: <prefix>{g}h:<id>
 )
 
 // stateTaken is the envelope state of a taken tombstone. It is no
@@ -60,6 +62,7 @@ func encodeRecord(r store.Record) []byte {
 	set(fIdle, r.IdleTTL > 0)
 	set(fPrivate, len(r.Private) > 0)
 	set(fSession, !r.SessionStart.IsZero() && r.SessionStart.Before(r.CreatedAt))
+	set(fHistory, r.History)
 
 	b := make([]byte, 3, usesHeader+8*binary.MaxVarintLen64+len(r.KeyID)+len(r.Private)+len(r.Bundle))
 	b[0], b[1], b[2] = codecVersion, byte(store.Live), flags
@@ -129,6 +132,7 @@ func decodeRecord(b []byte) (store.Record, error) {
 	}
 	r.State = store.State(min(b[1], byte(store.Revoked)))
 	flags := b[2]
+	r.History = flags&fHistory != 0
 	d := decoder{b: b[3:]}
 	if r.State != store.Live {
 		r.KeyID = string(d.bytes())

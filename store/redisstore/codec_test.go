@@ -15,6 +15,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		{Bundle: []byte(`{"a":[1,2]}`), KeyID: "partner", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
 		{Bundle: []byte(`{}`), Private: []byte(`{"auth":"x"}`), KeyID: "p", KeyEpoch: 300, CreatedAt: now, ExpiresAt: now.Add(time.Minute),
 			SessionStart: now.Add(-time.Hour), MaxUses: 70000, ReuseGrace: 5 * time.Second, IdleTTL: 30 * time.Second},
+		{Bundle: []byte(`{"b":1}`), KeyID: "h", CreatedAt: now, ExpiresAt: now.Add(time.Hour), MaxUses: 1, History: true},
 	}
 	for _, want := range recs {
 		got, err := decodeRecord(encodeRecord(want))
@@ -28,9 +29,14 @@ func TestCodecRoundTrip(t *testing.T) {
 	for _, state := range []byte{byte(store.Used), byte(store.Revoked), stateTaken} {
 		want := store.State(min(state, byte(store.Revoked))) // a taken token reads as revoked
 		got, err := decodeRecord(encodeTombstone(state, "partner"))
-		if err != nil || got.State != want || got.KeyID != "partner" {
+		if err != nil || got.State != want || got.KeyID != "partner" || got.History {
 			t.Fatalf("tombstone of state %d: %+v %v", state, got, err)
 		}
+	}
+	// A tombstone keeps the history flag, as the scripts write it.
+	b := appendBytes([]byte{codecVersion, byte(store.Used), fHistory}, []byte("partner"))
+	if got, err := decodeRecord(b); err != nil || !got.History || got.State != store.Used {
+		t.Fatalf("tombstone with a history: %+v %v", got, err)
 	}
 }
 

@@ -42,7 +42,7 @@ func TestRedisReplicaDurability(t *testing.T) {
 	s := open(t).(*redisstore.Store)
 	for i := 0; i < 20; i++ {
 		id := storetest.NewID(t)
-		if err := s.Put(ctx, id, storetest.NewRecord(`{}`, time.Hour)); err != nil {
+		if err := s.Put(ctx, id, storetest.NewRecord(`{}`, time.Hour), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -56,7 +56,7 @@ func TestRedisReplicaDurability(t *testing.T) {
 	}
 
 	replica.Stop()
-	err = s.Put(ctx, storetest.NewID(t), storetest.NewRecord(`{}`, time.Hour))
+	err = s.Put(ctx, storetest.NewID(t), storetest.NewRecord(`{}`, time.Hour), "")
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("Put without a replica: got %v, want ErrUnavailable", err)
 	}

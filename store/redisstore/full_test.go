@@ -35,11 +35,12 @@ func TestRedisFull(t *testing.T) {
 	mint := func(edit func(*store.Record)) store.ID {
 		t.Helper()
 		rec := storetest.NewRecord(`{"a":1}`, time.Hour)
+		rec.History = true // as the service mints: a full Redis drops entries, not uses
 		if edit != nil {
 			edit(&rec)
 		}
 		id := storetest.NewID(t)
-		if err := s.Put(ctx, id, rec); err != nil {
+		if err := s.Put(ctx, id, rec, ""); err != nil {
 			t.Fatal(err)
 		}
 		return id
@@ -49,11 +50,11 @@ func TestRedisFull(t *testing.T) {
 	limited := mint(func(r *store.Record) { r.MaxUses = 5 })
 	single := mint(func(r *store.Record) { r.MaxUses = 1 })
 	used := mint(func(r *store.Record) { r.MaxUses = 1 })
-	if _, err := s.Consume(ctx, used, time.Now()); err != nil {
+	if _, err := s.Consume(ctx, used, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	spent := mint(func(r *store.Record) { r.MaxUses, r.ReuseGrace = 1, time.Millisecond })
-	if _, err := s.Consume(ctx, spent, time.Now()); err != nil {
+	if _, err := s.Consume(ctx, spent, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	keyRevoked := mint(func(r *store.Record) { r.KeyID = "gone" })
@@ -74,7 +75,7 @@ func TestRedisFull(t *testing.T) {
 	bundle := `{"pad":"` + strings.Repeat("x", 8<<10) + `"}`
 	var n int
 	for ; ; n++ {
-		err = s.Put(ctx, storetest.NewID(t), storetest.NewRecord(bundle, time.Hour))
+		err = s.Put(ctx, storetest.NewID(t), storetest.NewRecord(bundle, time.Hour), "")
 		if err != nil {
 			break
 		}
@@ -98,11 +99,11 @@ func TestRedisFull(t *testing.T) {
 		}
 	}
 	for name, id := range map[string]store.ID{"plain": plain, "idle": idle} {
-		if got, err := s.Consume(ctx, id, time.Now()); err != nil || string(got.Bundle) != `{"a":1}` {
+		if got, err := s.Consume(ctx, id, time.Now(), ""); err != nil || string(got.Bundle) != `{"a":1}` {
 			t.Errorf("Consume %s while full: %+v, %v", name, got, err)
 		}
 	}
-	for i, r := range s.ConsumeMany(ctx, []store.ID{plain, idle}, time.Now()) {
+	for i, r := range s.ConsumeMany(ctx, []store.ID{plain, idle}, time.Now(), "") {
 		if r.Err != nil {
 			t.Errorf("ConsumeMany %d while full: %v", i, r.Err)
 		}
@@ -119,22 +120,22 @@ func TestRedisFull(t *testing.T) {
 		t.Errorf("Ping while full: %v", err)
 	}
 	// Refusals that would write a tombstone still say why.
-	_, err = s.Consume(ctx, keyRevoked, time.Now())
+	_, err = s.Consume(ctx, keyRevoked, time.Now(), "")
 	wantIs(t, "Consume of a key-revoked token while full", err, store.ErrRevoked)
-	_, err = s.Consume(ctx, used, time.Now())
+	_, err = s.Consume(ctx, used, time.Now(), "")
 	wantIs(t, "Consume of a used token while full", err, store.ErrUsed)
-	_, err = s.Consume(ctx, spent, time.Now().Add(time.Second))
+	_, err = s.Consume(ctx, spent, time.Now().Add(time.Second), "")
 	wantIs(t, "Consume of a token past its grace while full", err, store.ErrUsed)
 
 	// Writes are refused.
-	_, limitedErr := s.Consume(ctx, limited, time.Now())
+	_, limitedErr := s.Consume(ctx, limited, time.Now(), "")
 	isFull("Consume of a token with a use limit", limitedErr)
-	_, err = s.Consume(ctx, single, time.Now())
+	_, err = s.Consume(ctx, single, time.Now(), "")
 	isFull("Consume of a single-use token", err)
-	isFull("ConsumeMany of a token with a use limit", s.ConsumeMany(ctx, []store.ID{limited}, time.Now())[0].Err)
+	isFull("ConsumeMany of a token with a use limit", s.ConsumeMany(ctx, []store.ID{limited}, time.Now(), "")[0].Err)
 	_, err = s.Take(ctx, plain, time.Now())
 	isFull("Take", err)
-	isFull("Revoke", s.Revoke(ctx, plain, time.Now()))
+	isFull("Revoke", s.Revoke(ctx, plain, time.Now(), ""))
 	_, err = s.RevokeKey(ctx, "partner-1")
 	isFull("RevokeKey", err)
 	isFull("PutMarker", s.PutMarker(ctx, storetest.NewID(t), []byte("m"), time.Hour))
@@ -144,10 +145,10 @@ func TestRedisFull(t *testing.T) {
 	if err := c.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Consume(ctx, limited, time.Now()); err != nil || got.Uses != 1 {
+	if got, err := s.Consume(ctx, limited, time.Now(), ""); err != nil || got.Uses != 1 {
 		t.Fatalf("first counted use after the refusals: %+v, %v; want uses 1", got, err)
 	}
-	if _, err := s.Consume(ctx, single, time.Now()); err != nil {
+	if _, err := s.Consume(ctx, single, time.Now(), ""); err != nil {
 		t.Fatalf("the single-use token after its refused use: %v", err)
 	}
 	if _, err := s.Take(ctx, plain, time.Now()); err != nil {

@@ -121,20 +121,34 @@ func (s *Store) key(id store.ID) string { return s.prefix + group(id) + RecordIn
 // epochs is the name of id's group's epoch keys, up to the key id.
 func (s *Store) epochs(id store.ID) string { return s.epochKeys[id[0]] }
 
+// hist is the name of the record's history, in its hash slot.
+func (s *Store) hist(id store.ID) string {
+	return s.prefix + group(id) + HistoryInfix + string(id[:])
+}
+
 func (s *Store) marker(name store.ID) string {
 	return s.prefix + group(name) + MarkerInfix + string(name[:])
 }
 
-// Put stores rec under id. It fails with store.ErrExists when id is taken.
-func (s *Store) Put(ctx context.Context, id store.ID, rec store.Record) error {
+// Put stores rec under id, and with rec.History starts its history with
+// note, in the same script. It fails with store.ErrExists when id is
+// taken.
+func (s *Store) Put(ctx context.Context, id store.ID, rec store.Record, note string) error {
 	if err := rec.Validate(); err != nil {
 		return err
 	}
-	args := []any{encodeRecord(rec), rec.InitialTTL().Milliseconds()}
+	if err := store.ValidateNote(note); err != nil {
+		return err
+	}
+	first := ""
+	if rec.History {
+		first = entry(rec.CreatedAt, note)
+	}
+	args := []any{encodeRecord(rec), rec.InitialTTL().Milliseconds(), first}
 	if rec.ContinuesSession() {
 		args = append(args, rec.KeyEpoch)
 	}
-	v, err := s.script(ctx, put, []string{s.key(id), s.epochs(id) + rec.KeyID}, args...)
+	v, err := s.script(ctx, put, []string{s.key(id), s.epochs(id) + rec.KeyID, s.hist(id)}, args...)
 	switch {
 	case err != nil:
 		return wrap("put", err)
@@ -153,18 +167,29 @@ func (s *Store) Get(ctx context.Context, id store.ID) (store.Record, error) {
 }
 
 // Consume uses the token once, atomically: it counts the use, slides the
-// idle expiry and returns the record with the use counted. Errors:
-// store.ErrNotFound, store.ErrUsed, store.ErrRevoked, store.ErrUnavailable.
-func (s *Store) Consume(ctx context.Context, id store.ID, now time.Time) (store.Record, error) {
-	v, err := s.script(ctx, consume, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
+// idle expiry, adds the use (or its refusal) to the history with note, and
+// returns the record with the use counted. Errors: store.ErrNotFound,
+// store.ErrUsed, store.ErrRevoked (with the tombstone),
+// store.ErrUnavailable.
+func (s *Store) Consume(ctx context.Context, id store.ID, now time.Time, note string) (store.Record, error) {
+	if err := store.ValidateNote(note); err != nil {
+		return store.Record{}, err
+	}
+	v, err := s.script(ctx, consume, []string{s.key(id), s.hist(id)}, now.UnixMilli(), s.epochs(id), note)
 	return scriptResult("consume", v, err)
 }
 
 // ConsumeMany is Consume for many tokens in one pipeline: one round trip
 // per Redis node, not per token. Results are in the order of ids.
-func (s *Store) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) []store.Result {
+func (s *Store) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time, note string) []store.Result {
 	out := make([]store.Result, len(ids))
-	s.pipeline(ctx, consume, ids, now, true, func(i int, v []any, err error) {
+	if err := store.ValidateNote(note); err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	s.pipeline(ctx, consume, ids, now, note, true, func(i int, v []any, err error) {
 		out[i].Record, out[i].Err = scriptResult("consume many", v, err)
 	})
 	return out
@@ -177,7 +202,7 @@ func (s *Store) ConsumeMany(ctx context.Context, ids []store.ID, now time.Time) 
 // replicas.
 func (s *Store) GetMany(ctx context.Context, ids []store.ID) []store.Result {
 	out := make([]store.Result, len(ids))
-	s.pipeline(ctx, peek, ids, time.Now(), false, func(i int, v []any, err error) {
+	s.pipeline(ctx, peek, ids, time.Now(), "", false, func(i int, v []any, err error) {
 		out[i].Record, out[i].Err = peekResult("get many", v, err)
 	})
 	return out
@@ -225,11 +250,15 @@ func (s *Store) Restore(ctx context.Context, id store.ID, rec store.Record) erro
 	return nil
 }
 
-// Revoke ends a token now. Revoking a used or revoked token succeeds, and
-// so does revoking a token Take ended: Restore will not bring it back.
-// store.ErrNotFound when there is no token.
-func (s *Store) Revoke(ctx context.Context, id store.ID, now time.Time) error {
-	v, err := s.script(ctx, revoke, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
+// Revoke ends a token now, and says so in its history with note.
+// Revoking a used or revoked token succeeds, and so does revoking a token
+// Take ended: Restore will not bring it back. store.ErrNotFound when there
+// is no token.
+func (s *Store) Revoke(ctx context.Context, id store.ID, now time.Time, note string) error {
+	if err := store.ValidateNote(note); err != nil {
+		return err
+	}
+	v, err := s.script(ctx, revoke, []string{s.key(id), s.hist(id)}, now.UnixMilli(), s.epochs(id), note)
 	switch {
 	case err != nil:
 		return wrap("revoke", err)

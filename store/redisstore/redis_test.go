@@ -74,7 +74,7 @@ func TestRedisLayout(t *testing.T) {
 	s, c, prefix := newRedis(t)
 	ctx := context.Background()
 	id := storetest.NewID(t)
-	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":"b"}`, time.Hour)); err != nil {
+	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":"b"}`, time.Hour), ""); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := c.Keys(ctx, prefix+"*").Result()
@@ -127,18 +127,18 @@ func TestRedisUnavailable(t *testing.T) {
 	ctx := context.Background()
 	id := storetest.NewID(t)
 	checks := map[string]error{
-		"Put":    s.Put(ctx, id, storetest.NewRecord(`{}`, time.Minute)),
-		"Revoke": s.Revoke(ctx, id, time.Now()),
+		"Put":    s.Put(ctx, id, storetest.NewRecord(`{}`, time.Minute), ""),
+		"Revoke": s.Revoke(ctx, id, time.Now(), ""),
 		"Ping":   s.Ping(ctx),
 	}
 	_, checks["Get"] = s.Get(ctx, id)
-	_, checks["Consume"] = s.Consume(ctx, id, time.Now())
+	_, checks["Consume"] = s.Consume(ctx, id, time.Now(), "")
 	_, checks["Take"] = s.Take(ctx, id, time.Now())
 	checks["Restore"] = s.Restore(ctx, id, storetest.NewRecord(`{}`, time.Minute))
 	checks["PutMarker"] = s.PutMarker(ctx, id, nil, time.Minute)
 	_, checks["GetMarker"] = s.GetMarker(ctx, id)
 	_, checks["RevokeKey"] = s.RevokeKey(ctx, "k")
-	checks["ConsumeMany"] = s.ConsumeMany(ctx, []store.ID{id}, time.Now())[0].Err
+	checks["ConsumeMany"] = s.ConsumeMany(ctx, []store.ID{id}, time.Now(), "")[0].Err
 	checks["GetMany"] = s.GetMany(ctx, []store.ID{id})[0].Err
 	for op, err := range checks {
 		if !errors.Is(err, store.ErrUnavailable) {
@@ -168,13 +168,13 @@ func TestRedisConsumeManyAfterScriptFlush(t *testing.T) {
 	s, c, _ := newRedis(t)
 	ctx := context.Background()
 	id := storetest.NewID(t)
-	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":1}`, time.Hour)); err != nil {
+	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":1}`, time.Hour), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	res := s.ConsumeMany(ctx, []store.ID{id, id}, time.Now())
+	res := s.ConsumeMany(ctx, []store.ID{id, id}, time.Now(), "")
 	for i, r := range res {
 		if r.Err != nil || string(r.Record.Bundle) != `{"a":1}` {
 			t.Fatalf("result %d: %+v", i, r)
@@ -187,7 +187,7 @@ func TestRedisGetManyAfterScriptFlush(t *testing.T) {
 	s, c, _ := newRedis(t)
 	ctx := context.Background()
 	id := storetest.NewID(t)
-	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":1}`, time.Hour)); err != nil {
+	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":1}`, time.Hour), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.ScriptFlush(ctx).Err(); err != nil {

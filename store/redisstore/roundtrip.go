@@ -16,17 +16,18 @@ import (
 // replicas, scripts loaded again where Redis lost them, and what Redis's
 // answers mean to the store's callers.
 
-// pipeline runs a record script (its arguments: now and the epoch keys) on
-// each of ids in one pipeline, one round trip per node, and hands each
-// answer to done(i, v, err) for ids[i]. A script that writes (write) is
-// followed by WAIT when replicas are required; on a Cluster that is one
-// s.script per id instead, since WAIT must follow the writes on their own
-// node's connection.
-func (s *Store) pipeline(ctx context.Context, sc *redis.Script, ids []store.ID, now time.Time, write bool, done func(i int, v []any, err error)) {
+// pipeline runs a record script (its keys: the record and its history;
+// its arguments: now, the epoch keys and note) on each of ids in one
+// pipeline, one round trip per node, and hands each answer to done(i, v,
+// err) for ids[i]. A script that writes (write) is followed by WAIT when
+// replicas are required; on a Cluster that is one s.script per id
+// instead, since WAIT must follow the writes on their own node's
+// connection.
+func (s *Store) pipeline(ctx context.Context, sc *redis.Script, ids []store.ID, now time.Time, note string, write bool, done func(i int, v []any, err error)) {
 	wait := write && s.replicas > 0
 	if _, cluster := s.c.(*redis.ClusterClient); cluster && wait {
 		for i, id := range ids {
-			v, err := s.script(ctx, sc, []string{s.key(id)}, now.UnixMilli(), s.epochs(id))
+			v, err := s.script(ctx, sc, []string{s.key(id), s.hist(id)}, now.UnixMilli(), s.epochs(id), note)
 			done(i, v, err)
 		}
 		return
@@ -43,7 +44,7 @@ func (s *Store) pipeline(ctx context.Context, sc *redis.Script, ids []store.ID, 
 	for attempt := 0; len(todo) > 0; attempt++ {
 		cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, i := range todo {
-				sc.EvalSha(ctx, p, []string{s.key(ids[i])}, now.UnixMilli(), s.epochs(ids[i]))
+				sc.EvalSha(ctx, p, []string{s.key(ids[i]), s.hist(ids[i])}, now.UnixMilli(), s.epochs(ids[i]), note)
 			}
 			if wait {
 				p.Do(ctx, "WAIT", s.replicas, s.replicaTimeout.Milliseconds())
@@ -180,9 +181,9 @@ func scriptResult(op string, v []any, err error) (store.Record, error) {
 	case 0:
 		return store.Record{}, store.ErrNotFound
 	case 2:
-		return store.Record{}, store.ErrUsed
+		return tombstone(v), store.ErrUsed
 	case 3, 4: // revoked, or taken by a Take
-		return store.Record{}, store.ErrRevoked
+		return tombstone(v), store.ErrRevoked
 	}
 	s, _ := v[1].(string)
 	rec, err := decode([]byte(s))
@@ -194,6 +195,19 @@ func scriptResult(op string, v []any, err error) (store.Record, error) {
 		rec.Uses = uint32(uses)
 	}
 	return rec, nil
+}
+
+// tombstone is the tombstone a script answered with a refusal, if any.
+func tombstone(v []any) store.Record {
+	if len(v) < 2 {
+		return store.Record{}
+	}
+	b, _ := v[1].(string)
+	rec, err := decodeRecord([]byte(b))
+	if err != nil {
+		return store.Record{}
+	}
+	return rec
 }
 
 // peekResult reads the {code, value} answer of peek: a record or a

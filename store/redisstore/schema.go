@@ -12,6 +12,10 @@ const (
 	// MarkerInfix follows the group tag in a marker's key (PutMarker):
 	// <prefix>{g}i:<16 raw name bytes>.
 	MarkerInfix = "i:"
+	// HistoryInfix follows the group tag in a record's history's key: the
+	// list <prefix>{g}h:<16 raw ID bytes>, in the record's hash slot, with
+	// the record's TTL.
+	HistoryInfix = "h:"
 	// LimitInfix follows the prefix in a rate limit's key: <prefix>rl:<what>,
 	// inside the prefix, so a Redis ACL that allows only <prefix>* covers it.
 	LimitInfix = "rl:"

@@ -38,7 +38,7 @@ func testMarkers(t *testing.T, s server.Store) {
 		t.Fatalf("PutMarker of an empty value: %v", err)
 	}
 	// A record and a marker may share an ID without meeting.
-	if err := s.Put(ctx, name, NewRecord(`{}`, time.Hour)); err != nil {
+	if err := s.Put(ctx, name, NewRecord(`{}`, time.Hour), ""); err != nil {
 		t.Fatalf("Put under a marker's name: %v", err)
 	}
 	id := put(t, s, NewRecord(`{}`, time.Hour))
@@ -47,7 +47,7 @@ func testMarkers(t *testing.T, s server.Store) {
 	if err := s.PutMarker(ctx, id, []byte("x"), time.Hour); err != nil {
 		t.Fatalf("PutMarker under a record's ID: %v", err)
 	}
-	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
+	if _, err := s.Consume(ctx, id, time.Now(), ""); err != nil {
 		t.Fatalf("the record under a marker's name: %v", err)
 	}
 }

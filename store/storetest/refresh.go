@@ -25,7 +25,7 @@ func testTake(t *testing.T, s server.Store) {
 	if err := s.Restore(ctx, id, got); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Consume(ctx, id, time.Now()); err != nil || string(got.Bundle) != `{"a":1}` {
+	if got, err := s.Consume(ctx, id, time.Now(), ""); err != nil || string(got.Bundle) != `{"a":1}` {
 		t.Fatalf("Consume after Restore: %+v, %v", got, err)
 	}
 	wantErr(t, "second Restore", s.Restore(ctx, id, got), store.ErrExists)
@@ -40,18 +40,18 @@ func testTakeUsedUp(t *testing.T, s server.Store) {
 	rec.MaxUses, rec.ReuseGrace = 1, 10*time.Second
 	id := put(t, s, rec)
 	t0 := time.Now()
-	if _, err := s.Consume(ctx, id, t0); err != nil {
+	if _, err := s.Consume(ctx, id, t0, ""); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.Take(ctx, id, t0.Add(time.Second))
 	wantErr(t, "Take of a used-up token within its grace", err, store.ErrUsed)
-	if got, err := s.Consume(ctx, id, t0.Add(2*time.Second)); err != nil || string(got.Bundle) != `{"a":1}` {
+	if got, err := s.Consume(ctx, id, t0.Add(2*time.Second), ""); err != nil || string(got.Bundle) != `{"a":1}` {
 		t.Fatalf("Consume within the grace after the refused Take: %+v, %v", got, err)
 	}
 	// A token with uses left can be taken.
 	rec.MaxUses = 2
 	id = put(t, s, rec)
-	if _, err := s.Consume(ctx, id, t0); err != nil {
+	if _, err := s.Consume(ctx, id, t0, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Take(ctx, id, t0); err != nil {
@@ -70,9 +70,9 @@ func testTakenReadsAsRevoked(t *testing.T, s server.Store) {
 	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked || got.KeyID != "partner-1" || got.Bundle != nil {
 		t.Fatalf("Get of a taken token: %+v, %v; want a revoked tombstone keeping the key id", got, err)
 	}
-	_, err := s.Consume(ctx, id, time.Now())
+	_, err := s.Consume(ctx, id, time.Now(), "")
 	wantErr(t, "Consume", err, store.ErrRevoked)
-	wantErr(t, "ConsumeMany", s.ConsumeMany(ctx, []store.ID{id}, time.Now())[0].Err, store.ErrRevoked)
+	wantErr(t, "ConsumeMany", s.ConsumeMany(ctx, []store.ID{id}, time.Now(), "")[0].Err, store.ErrRevoked)
 	_, err = s.Take(ctx, id, time.Now())
 	wantErr(t, "Take", err, store.ErrRevoked)
 }
@@ -86,11 +86,11 @@ func testRevokeThenRestore(t *testing.T, s server.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+	if err := s.Revoke(ctx, id, time.Now(), ""); err != nil {
 		t.Fatalf("Revoke of a taken token: %v", err)
 	}
 	wantErr(t, "Restore after Revoke", s.Restore(ctx, id, old), store.ErrRevoked)
-	_, err = s.Consume(ctx, id, time.Now())
+	_, err = s.Consume(ctx, id, time.Now(), "")
 	wantErr(t, "Consume", err, store.ErrRevoked)
 	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked || got.KeyID != "partner-1" {
 		t.Fatalf("Get: %+v, %v; want the revoked tombstone", got, err)
@@ -118,7 +118,7 @@ func testRevokeKeyThenRestore(t *testing.T, s server.Store) {
 	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked {
 		t.Fatalf("Get of the restored record: %+v, %v; want revoked", got, err)
 	}
-	_, err = s.Consume(ctx, id, time.Now())
+	_, err = s.Consume(ctx, id, time.Now(), "")
 	wantErr(t, "Consume of the restored record", err, store.ErrRevoked)
 }
 
@@ -128,18 +128,18 @@ func testRestoreNeedsTake(t *testing.T, s server.Store) {
 	rec := NewRecord(`{}`, time.Hour)
 	wantErr(t, "Restore of nothing", s.Restore(ctx, NewID(t), rec), store.ErrNotFound)
 	id := put(t, s, rec)
-	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+	if err := s.Revoke(ctx, id, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	wantErr(t, "Restore over a Revoke", s.Restore(ctx, id, rec), store.ErrRevoked)
 	single := NewRecord(`{}`, time.Hour)
 	single.MaxUses = 1
 	id = put(t, s, single)
-	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
+	if _, err := s.Consume(ctx, id, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	wantErr(t, "Restore over a used tombstone", s.Restore(ctx, id, single), store.ErrUsed)
-	_, err := s.Consume(ctx, id, time.Now())
+	_, err := s.Consume(ctx, id, time.Now(), "")
 	wantErr(t, "Consume after the refused Restore", err, store.ErrUsed)
 }
 
@@ -161,12 +161,12 @@ func testSuccessorKeepsEpoch(t *testing.T, s server.Store) {
 	next := old
 	next.SessionStart, next.CreatedAt, next.ExpiresAt = old.CreatedAt, old.CreatedAt.Add(time.Millisecond), old.ExpiresAt
 	succ := put(t, s, next)
-	_, err = s.Consume(ctx, succ, time.Now())
+	_, err = s.Consume(ctx, succ, time.Now(), "")
 	wantErr(t, "Consume of a successor minted across a key revocation", err, store.ErrRevoked)
 
 	fresh := NewRecord(`{}`, time.Hour)
 	fresh.KeyID = "k" // KeyEpoch 0, behind the key's
-	if _, err := s.Consume(ctx, put(t, s, fresh), time.Now()); err != nil {
+	if _, err := s.Consume(ctx, put(t, s, fresh), time.Now(), ""); err != nil {
 		t.Errorf("Consume of a fresh mint after the revocation: %v", err)
 	}
 }

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 		{"KeyIDs", testKeyIDs},
 		{"Ping", testPing},
 	}
+	tests = append(tests, historyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -84,7 +85,7 @@ func NewRecord(bundle string, ttl time.Duration) store.Record {
 func put(t *testing.T, s server.Store, rec store.Record) store.ID {
 	t.Helper()
 	id := NewID(t)
-	if err := s.Put(context.Background(), id, rec); err != nil {
+	if err := s.Put(context.Background(), id, rec, ""); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
 	return id
@@ -105,7 +106,7 @@ func testRoundTrip(t *testing.T, s server.Store) {
 	id := put(t, s, want)
 	for _, get := range []func() (store.Record, error){
 		func() (store.Record, error) { return s.Get(context.Background(), id) },
-		func() (store.Record, error) { return s.Consume(context.Background(), id, time.Now()) },
+		func() (store.Record, error) { return s.Consume(context.Background(), id, time.Now(), "") },
 	} {
 		got, err := get()
 		if err != nil {
@@ -140,17 +141,17 @@ func testMissing(t *testing.T, s server.Store) {
 	ctx, id := context.Background(), NewID(t)
 	_, err := s.Get(ctx, id)
 	wantErr(t, "Get", err, store.ErrNotFound)
-	_, err = s.Consume(ctx, id, time.Now())
+	_, err = s.Consume(ctx, id, time.Now(), "")
 	wantErr(t, "Consume", err, store.ErrNotFound)
 	_, err = s.Take(ctx, id, time.Now())
 	wantErr(t, "Take", err, store.ErrNotFound)
-	wantErr(t, "Revoke", s.Revoke(ctx, id, time.Now()), store.ErrNotFound)
+	wantErr(t, "Revoke", s.Revoke(ctx, id, time.Now(), ""), store.ErrNotFound)
 }
 
 func testPutTaken(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	id := put(t, s, NewRecord(`{"a":1}`, time.Hour))
-	wantErr(t, "second Put", s.Put(ctx, id, NewRecord(`{"a":2}`, time.Hour)), store.ErrExists)
+	wantErr(t, "second Put", s.Put(ctx, id, NewRecord(`{"a":2}`, time.Hour), ""), store.ErrExists)
 	got, err := s.Get(ctx, id)
 	if err != nil || string(got.Bundle) != `{"a":1}` {
 		t.Fatalf("the first record must survive: got %s, %v", got.Bundle, err)
@@ -184,7 +185,7 @@ func testExpires(t *testing.T, s server.Store) {
 	waitGone(t, s, id, 5*time.Second)
 	// A clock past the expiry is refused even before the store drops it.
 	id = put(t, s, NewRecord(`{}`, time.Hour))
-	_, err := s.Consume(context.Background(), id, time.Now().Add(time.Hour))
+	_, err := s.Consume(context.Background(), id, time.Now().Add(time.Hour), "")
 	wantErr(t, "Consume after ExpiresAt", err, store.ErrNotFound)
 }
 
@@ -198,7 +199,7 @@ func testRejects(t *testing.T, s server.Store) {
 	for name, edit := range bad {
 		rec := NewRecord(`{}`, time.Hour)
 		edit(&rec)
-		if err := s.Put(context.Background(), NewID(t), rec); err == nil {
+		if err := s.Put(context.Background(), NewID(t), rec, ""); err == nil {
 			t.Errorf("%s: Put succeeded", name)
 		}
 	}
@@ -210,7 +211,7 @@ func testUsesRunOut(t *testing.T, s server.Store) {
 	rec.MaxUses = 3
 	id := put(t, s, rec)
 	for i := 1; i <= 3; i++ {
-		got, err := s.Consume(ctx, id, time.Now())
+		got, err := s.Consume(ctx, id, time.Now(), "")
 		if err != nil {
 			t.Fatalf("use %d: %v", i, err)
 		}
@@ -218,7 +219,7 @@ func testUsesRunOut(t *testing.T, s server.Store) {
 			t.Fatalf("use %d: uses %d, left %d, bundle %s", i, got.Uses, got.UsesLeft(), got.Bundle)
 		}
 	}
-	_, err := s.Consume(ctx, id, time.Now())
+	_, err := s.Consume(ctx, id, time.Now(), "")
 	wantErr(t, "fourth use", err, store.ErrUsed)
 	got, err := s.Get(ctx, id)
 	if err != nil || got.State != store.Used || got.KeyID != rec.KeyID || got.Bundle != nil {
@@ -227,7 +228,7 @@ func testUsesRunOut(t *testing.T, s server.Store) {
 	// Unlimited tokens count nothing.
 	id = put(t, s, NewRecord(`{}`, time.Hour))
 	for i := 0; i < 5; i++ {
-		if got, err := s.Consume(ctx, id, time.Now()); err != nil || got.UsesLeft() != -1 {
+		if got, err := s.Consume(ctx, id, time.Now(), ""); err != nil || got.UsesLeft() != -1 {
 			t.Fatalf("unlimited use %d: %+v %v", i, got, err)
 		}
 	}
@@ -239,15 +240,15 @@ func testReuseGrace(t *testing.T, s server.Store) {
 	rec.MaxUses, rec.ReuseGrace = 1, 2*time.Second
 	id := put(t, s, rec)
 	t0 := time.Now()
-	if _, err := s.Consume(ctx, id, t0); err != nil {
+	if _, err := s.Consume(ctx, id, t0, ""); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Consume(ctx, id, t0.Add(time.Second)); err != nil || string(got.Bundle) != `{"a":1}` {
+	if got, err := s.Consume(ctx, id, t0.Add(time.Second), ""); err != nil || string(got.Bundle) != `{"a":1}` {
 		t.Fatalf("reuse within the grace: %v", err)
 	}
-	_, err := s.Consume(ctx, id, t0.Add(2100*time.Millisecond))
+	_, err := s.Consume(ctx, id, t0.Add(2100*time.Millisecond), "")
 	wantErr(t, "reuse after the grace", err, store.ErrUsed)
-	_, err = s.Consume(ctx, id, t0.Add(time.Second))
+	_, err = s.Consume(ctx, id, t0.Add(time.Second), "")
 	wantErr(t, "once used up, always used up", err, store.ErrUsed)
 }
 
@@ -260,7 +261,7 @@ func testIdleExpiry(t *testing.T, s server.Store) {
 	// deadline.
 	end := time.Now().Add(time.Second)
 	for time.Now().Before(end) {
-		if _, err := s.Consume(ctx, id, time.Now()); err != nil {
+		if _, err := s.Consume(ctx, id, time.Now(), ""); err != nil {
 			t.Fatalf("use while active: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -271,7 +272,7 @@ func testIdleExpiry(t *testing.T, s server.Store) {
 	rec = NewRecord(`{}`, 300*time.Millisecond)
 	rec.IdleTTL = time.Hour
 	id = put(t, s, rec)
-	if _, err := s.Consume(ctx, id, time.Now()); err != nil {
+	if _, err := s.Consume(ctx, id, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, s, id, 5*time.Second)
@@ -280,18 +281,18 @@ func testIdleExpiry(t *testing.T, s server.Store) {
 func testRevoke(t *testing.T, s server.Store) {
 	ctx := context.Background()
 	id, other := put(t, s, NewRecord(`{}`, time.Hour)), put(t, s, NewRecord(`{}`, time.Hour))
-	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+	if err := s.Revoke(ctx, id, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Consume(ctx, id, time.Now())
+	_, err := s.Consume(ctx, id, time.Now(), "")
 	wantErr(t, "Consume after Revoke", err, store.ErrRevoked)
-	if err := s.Revoke(ctx, id, time.Now()); err != nil {
+	if err := s.Revoke(ctx, id, time.Now(), ""); err != nil {
 		t.Fatalf("second Revoke: %v", err)
 	}
 	if got, _ := s.Get(ctx, id); got.State != store.Revoked || got.KeyID != "partner-1" {
 		t.Fatalf("Get after Revoke: %+v", got)
 	}
-	if _, err := s.Consume(ctx, other, time.Now()); err != nil {
+	if _, err := s.Consume(ctx, other, time.Now(), ""); err != nil {
 		t.Fatalf("Revoke hit another record: %v", err)
 	}
 }
@@ -306,14 +307,14 @@ func testRevokeKey(t *testing.T, s server.Store) {
 		return put(t, s, rec)
 	}
 	fresh, used, limited, other := mint("a", 0), mint("a", 0), mint("a", 3), mint("b", 0)
-	if _, err := s.Consume(ctx, used, time.Now()); err != nil {
+	if _, err := s.Consume(ctx, used, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.RevokeKey(ctx, "a"); err != nil || n != 1 {
 		t.Fatalf("RevokeKey = %d, %v; want 1", n, err)
 	}
 	for name, id := range map[string]store.ID{"fresh": fresh, "used once": used} {
-		_, err := s.Consume(ctx, id, time.Now())
+		_, err := s.Consume(ctx, id, time.Now(), "")
 		wantErr(t, name, err, store.ErrRevoked)
 	}
 	_, err := s.Take(ctx, limited, time.Now())
@@ -321,7 +322,7 @@ func testRevokeKey(t *testing.T, s server.Store) {
 	if got, err := s.Get(ctx, mint("a", 0)); err != nil || got.State != store.Live || got.KeyEpoch != 1 {
 		t.Fatalf("a token minted after the revocation: %+v %v", got, err)
 	}
-	if res := s.ConsumeMany(ctx, []store.ID{fresh, other}, time.Now()); !errors.Is(res[0].Err, store.ErrRevoked) || res[1].Err != nil {
+	if res := s.ConsumeMany(ctx, []store.ID{fresh, other}, time.Now(), ""); !errors.Is(res[0].Err, store.ErrRevoked) || res[1].Err != nil {
 		t.Fatalf("ConsumeMany: %v, %v", res[0].Err, res[1].Err)
 	}
 	// Get shows a key-revoked token as revoked, keeping its key for the
@@ -343,11 +344,11 @@ func testConsumeMany(t *testing.T, s server.Store) {
 	single := NewRecord(`{"n":2}`, time.Hour)
 	single.MaxUses = 1
 	ids := []store.ID{put(t, s, NewRecord(`{"n":0}`, time.Hour)), NewID(t), put(t, s, single), put(t, s, NewRecord(`{"n":3}`, time.Hour))}
-	if err := s.Revoke(ctx, ids[3], time.Now()); err != nil {
+	if err := s.Revoke(ctx, ids[3], time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	ids = append(ids, ids[2]) // the single-use token twice: the second is used
-	res := s.ConsumeMany(ctx, ids, time.Now())
+	res := s.ConsumeMany(ctx, ids, time.Now(), "")
 	if len(res) != len(ids) {
 		t.Fatalf("%d results for %d ids", len(res), len(ids))
 	}
@@ -368,7 +369,7 @@ func testGetMany(t *testing.T, s server.Store) {
 	single := NewRecord(`{"n":2}`, time.Hour)
 	single.MaxUses = 1
 	used := put(t, s, single)
-	if _, err := s.Consume(ctx, used, time.Now()); err != nil {
+	if _, err := s.Consume(ctx, used, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	taken := put(t, s, NewRecord(`{"n":5}`, time.Hour))
@@ -376,7 +377,7 @@ func testGetMany(t *testing.T, s server.Store) {
 		t.Fatal(err)
 	}
 	ids := []store.ID{put(t, s, NewRecord(`{"n":0}`, time.Hour)), NewID(t), put(t, s, single), put(t, s, NewRecord(`{"n":3}`, time.Hour)), used, taken}
-	if err := s.Revoke(ctx, ids[3], time.Now()); err != nil {
+	if err := s.Revoke(ctx, ids[3], time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	ids = append(ids, ids[2]) // the single-use token twice: both see it live
@@ -407,7 +408,7 @@ func testGetMany(t *testing.T, s server.Store) {
 		t.Errorf("live records: %+v, %+v", res[0].Record, res[2].Record)
 	}
 	// No use was counted: the single-use token still has its one use.
-	if got, err := s.Consume(ctx, ids[2], time.Now()); err != nil || got.Uses != 1 {
+	if got, err := s.Consume(ctx, ids[2], time.Now(), ""); err != nil || got.Uses != 1 {
 		t.Fatalf("Consume after GetMany: %+v, %v", got, err)
 	}
 }
@@ -425,7 +426,7 @@ func testSingleUseRace(t *testing.T, s server.Store) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, err := s.Consume(context.Background(), id, time.Now())
+			_, err := s.Consume(context.Background(), id, time.Now(), "")
 			switch {
 			case err == nil:
 				ok.Add(1)

@@ -1,0 +1,71 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tokensvc/tokensvc/store"
+	"github.com/tokensvc/tokensvc/store/storetest"
+)
+
+// A history is a list next to its record, in its hash slot, with the
+// record's TTL from the same script, and it slides with the record's idle
+// expiry; a record without one has no list.
+func TestRedisHistoryLayout(t *testing.T) {
+	s, c, prefix := newRedis(t)
+	ctx := context.Background()
+	id := storetest.NewID(t)
+	rec := storetest.NewRecord(`{"a":"b"}`, time.Hour)
+	rec.History, rec.IdleTTL = true, 10*time.Minute
+	if err := s.Put(ctx, id, rec, "g"); err != nil {
+		t.Fatal(err)
+	}
+	group := fmt.Sprintf("{%02x}", id[0])
+	record, hist := prefix+group+"t:"+string(id[:]), prefix+group+"h:"+string(id[:])
+	if typ, err := c.Type(ctx, hist).Result(); err != nil || typ != "list" {
+		t.Fatalf("type of %q = %q, %v; want list", hist, typ, err)
+	}
+	sameTTL := func(when string) {
+		t.Helper()
+		a, _ := c.PTTL(ctx, record).Result()
+		b, _ := c.PTTL(ctx, hist).Result()
+		if a <= 0 || a-b > 5*time.Millisecond || b-a > 5*time.Millisecond {
+			t.Fatalf("%s: PTTL record %v, history %v; want the same", when, a, b)
+		}
+	}
+	sameTTL("after Put")
+	// Push both TTLs down, then a use slides both back to the idle time.
+	c.PExpire(ctx, record, time.Minute)
+	c.PExpire(ctx, hist, time.Minute)
+	if _, err := s.Consume(ctx, id, time.Now(), "uv"); err != nil {
+		t.Fatal(err)
+	}
+	sameTTL("after a use")
+	if ttl, _ := c.PTTL(ctx, hist).Result(); ttl < 9*time.Minute {
+		t.Fatalf("history PTTL %v after a use, want the idle time again", ttl)
+	}
+	if n, _ := c.LLen(ctx, hist).Result(); n != 2 {
+		t.Fatalf("%d entries, want 2", n)
+	}
+
+	plain := storetest.NewID(t)
+	if err := s.Put(ctx, plain, storetest.NewRecord(`{}`, time.Hour), "g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Consume(ctx, plain, time.Now(), "uv"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.Exists(ctx, prefix+fmt.Sprintf("{%02x}", plain[0])+"h:"+string(plain[:])).Result(); n != 0 {
+		t.Fatal("a record minted without a history has one")
+	}
+	// Annotate never creates a list: no list without a record.
+	missing := storetest.NewID(t)
+	if err := s.Annotate(ctx, time.Now(), store.Note{ID: missing, Text: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := c.Keys(ctx, prefix+"*"+string(missing[:])).Result(); len(keys) != 0 {
+		t.Fatalf("Annotate created %q", keys)
+	}
+}
