@@ -154,3 +154,12 @@ func TestMergeSlices(t *testing.T) {
 		t.Errorf("merged commands %+v", m.Cmds)
 	}
 }
+
+func TestHistoryKey(t *testing.T) {
+	if h, ok := historyKey("tokensvc:{a7}t:0123456789abcdef"); !ok || h != "tokensvc:{a7}h:0123456789abcdef" {
+		t.Errorf("historyKey = %q, %v", h, ok)
+	}
+	if _, ok := historyKey("t:9dc4c28a-fbe9-47df-b8b9-dc3d2cf27126"); ok {
+		t.Error("a naive record has a history key")
+	}
+}

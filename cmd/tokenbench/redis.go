@@ -90,7 +90,9 @@ type memory struct {
 	Sampled       int
 	KeyBytes      float64 // mean key length
 	ValueBytes    float64 // mean STRLEN of the record
-	Usage         float64 // mean MEMORY USAGE
+	Usage         float64 // mean MEMORY USAGE of the record key
+	HistoryUsage  float64 // mean MEMORY USAGE of its history list (tokensvc), 0 when it has none
+	WithHistory   int     // how many of the sampled records have a history
 	UsedDelta     int64   // used_memory after loading minus before
 	Tokens        int     // tokens loaded between the two
 	PerTokenDelta float64
@@ -146,24 +148,42 @@ func sampleMemory(ctx context.Context, c *redis.Client, rs recordsOf, n int) (me
 	}
 	usage := make([]*redis.IntCmd, len(keys))
 	strlen := make([]*redis.IntCmd, len(keys))
+	history := make([]*redis.IntCmd, len(keys))
 	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			usage[i] = p.MemoryUsage(ctx, k, 0)
 			strlen[i] = p.StrLen(ctx, k)
+			if h, ok := historyKey(k); ok {
+				history[i] = p.MemoryUsage(ctx, h, 0)
+			}
 		}
 		return nil
-	}); err != nil {
+	}); err != nil && !errors.Is(err, redis.Nil) {
 		return m, err
 	}
 	for i, k := range keys {
 		m.KeyBytes += float64(len(k))
 		m.ValueBytes += float64(strlen[i].Val())
 		m.Usage += float64(usage[i].Val())
+		if history[i] != nil && history[i].Err() == nil {
+			m.HistoryUsage += float64(history[i].Val())
+			m.WithHistory++
+		}
 	}
 	m.Sampled = len(keys)
 	f := float64(len(keys))
-	m.KeyBytes, m.ValueBytes, m.Usage = m.KeyBytes/f, m.ValueBytes/f, m.Usage/f
+	m.KeyBytes, m.ValueBytes, m.Usage, m.HistoryUsage = m.KeyBytes/f, m.ValueBytes/f, m.Usage/f, m.HistoryUsage/f
 	return m, nil
+}
+
+// historyKey names the history list of a tokensvc record key:
+// <prefix>{gg}h:<id> for <prefix>{gg}t:<id>.
+func historyKey(record string) (string, bool) {
+	i := strings.Index(record, "}"+redisstore.RecordInfix)
+	if i < 0 {
+		return "", false
+	}
+	return record[:i+1] + redisstore.HistoryInfix + record[i+1+len(redisstore.RecordInfix):], true
 }
 
 // recordKeys returns every record key of rs.

@@ -175,7 +175,11 @@ func (rep *report) targets() []target {
 		big := med(rep.big, func(r bigResult) float64 { return ratio(r.verify.RPS, r.naiveVerify.RPS) })
 		ts = append(ts, target{fmt.Sprintf("`/verify` with %d live tokens vs %d: drop of × naive", rep.bigLive, o.tokens), 100 * (small - big) / small, 5, false, "%"})
 	}
-	return append(ts, target{"Redis memory per token (`MEMORY USAGE`, mean)", rep.mem.Usage, 250, false, "B"})
+	ts = append(ts, target{"Redis memory per token: its record (`MEMORY USAGE`, mean)", rep.mem.Usage, 250, false, "B"})
+	if rep.mem.WithHistory > 0 {
+		ts = append(ts, target{"Redis memory per token: its record and its history (`MEMORY USAGE`, mean)", rep.mem.Usage + rep.mem.HistoryUsage, 250, false, "B"})
+	}
+	return ts
 }
 
 func (rep *report) print(w io.Writer) {
@@ -272,6 +276,8 @@ func (rep *report) print(w io.Writer) {
 	p("| `MEMORY USAGE` per record key, mean of %d sampled by SCAN | %.1f | %.1f |", rep.mem.Sampled, rep.mem.Usage, rep.naiveMem.Usage)
 	p("| key length (tokensvc: prefix, hash tag, `t:`, 16 raw bytes of SHA-256; naive: `t:` + the token) | %.1f | %.1f |", rep.mem.KeyBytes, rep.naiveMem.KeyBytes)
 	p("| value length (`STRLEN`; tokensvc: envelope + sealed bundle) | %.1f | %.1f |", rep.mem.ValueBytes, rep.naiveMem.ValueBytes)
+	p("| `MEMORY USAGE` of the token's history list, mean (%d of %d records have one) | %.1f | – |", rep.mem.WithHistory, rep.mem.Sampled, rep.mem.HistoryUsage)
+	p("| record and history together | %.1f | %.1f |", rep.mem.Usage+rep.mem.HistoryUsage, rep.naiveMem.Usage)
 	p("| `INFO memory` used_memory delta / tokens, %d tokens | %.1f | |", rep.mem.Tokens, rep.mem.PerTokenDelta)
 	if rep.bigMem != nil {
 		p("| `INFO memory` used_memory delta / tokens, %d tokens | %.1f | |", rep.bigMem.Tokens, rep.bigMem.PerTokenDelta)
@@ -308,6 +314,10 @@ func (rep *report) printBefore(p func(string, ...any)) {
 	p("")
 	p("### This build against the earlier one (`-before`), in the same turns")
 	p("")
+	if len(rep.o.beforeSet) > 0 {
+		p("The earlier one runs with %s.", rep.o.beforeSet.String())
+		p("")
+	}
 	p("| load | before req/s | after req/s | after ÷ before | before × naive | after × naive | before p99 ms | after p99 ms | before CPU µs/req (service + Redis) | after CPU µs/req |")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	cpu := func(l load) float64 { return cpuPerReq(l.SvcCPU+l.RedisCPU, l.Requests) }
@@ -335,8 +345,8 @@ func (rep *report) printBefore(p func(string, ...any)) {
 			med(rep.runs, func(r runResult) float64 { return cpu(rw.after(r)) }))
 	}
 	p("")
-	p("Redis `MEMORY USAGE` per token: before %.1f B, after %.1f B; `/verify` peak RSS: before %.1f MiB, after %.1f MiB.",
-		rep.beforeMem.Usage, rep.mem.Usage,
+	p("Redis `MEMORY USAGE` per token (record + history): before %.1f + %.1f B, after %.1f + %.1f B; `/verify` peak RSS: before %.1f MiB, after %.1f MiB.",
+		rep.beforeMem.Usage, rep.beforeMem.HistoryUsage, rep.mem.Usage, rep.mem.HistoryUsage,
 		med(rep.runs, func(r runResult) float64 { return mib(r.beforeVerify.RSS) }),
 		med(rep.runs, func(r runResult) float64 { return mib(r.verify.RSS) }))
 }

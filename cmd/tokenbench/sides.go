@@ -161,7 +161,11 @@ func (b *bench) startTokensvc(ctx context.Context, stderr io.Writer, sd *side, b
 		b.pprof = fmt.Sprintf("127.0.0.1:%d", pport)
 		env = append(env, "TOKENSVC_PPROF_ADDR="+b.pprof)
 	}
-	env = append(env, b.o.set...)
+	if sd == b.bf {
+		env = append(env, b.o.beforeSet...)
+	} else {
+		env = append(env, b.o.set...)
+	}
 	migrate := exec.CommandContext(ctx, bin, "migrate")
 	migrate.Env = env
 	if out, err := migrate.CombinedOutput(); err != nil {
