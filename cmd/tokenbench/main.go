@@ -59,14 +59,17 @@ type options struct {
 	verbose       bool
 }
 
-// settings are extra TOKENSVC_ settings for the service under test, for
-// comparing a lever on and off (-set NAME=VALUE, repeatable).
+// settings are extra TOKENSVC_ settings (or Go runtime variables) for the
+// service under test, for comparing a lever on and off (-set NAME=VALUE,
+// repeatable).
 type settings []string
 
 func (s *settings) String() string { return strings.Join(*s, " ") }
 func (s *settings) Set(v string) error {
-	if !strings.HasPrefix(v, "TOKENSVC_") || !strings.Contains(v, "=") {
-		return fmt.Errorf("want TOKENSVC_NAME=VALUE")
+	name, _, ok := strings.Cut(v, "=")
+	runtime := name == "GOGC" || name == "GOMEMLIMIT" || name == "GODEBUG" || name == "GOMAXPROCS"
+	if !ok || !strings.HasPrefix(name, "TOKENSVC_") && !runtime {
+		return fmt.Errorf("want TOKENSVC_NAME=VALUE, or GOGC, GOMEMLIMIT, GODEBUG or GOMAXPROCS=VALUE (the Go runtime's)")
 	}
 	*s = append(*s, v)
 	return nil
