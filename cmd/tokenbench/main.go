@@ -105,7 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.profile, "profile", "", "build tokensvc with -tags pprof and write a CPU profile of it during each of its loads into this directory (the service is then not quite the release build)")
 	fs.DurationVar(&o.slice, "slice", 2*time.Second, "loads compared with each other run in turns, in slices this long (whole seconds), so each sees the same share of the machine's other work")
 	fs.StringVar(&o.bin, "bin", "", "measure this tokensvc binary instead of building ./cmd/tokensvc (with -before the same binary: how far apart two identical servers come out)")
-	fs.Var(&o.beforeSet, "before-set", "TOKENSVC_NAME=VALUE for the -before server only (repeatable): the same binary with a lever off")
+	fs.Var(&o.beforeSet, "before-set", "TOKENSVC_NAME=VALUE for the -before server only (repeatable); without -before, the same binary runs beside with these settings: a lever off")
 	fs.StringVar(&o.before, "before", "", "a tokensvc binary (built from an earlier commit) to run beside this one, on a Redis of its own, in the same turns: a lever's before and after in one run")
 	fs.BoolVar(&o.verbose, "v", false, "print every slice's figures as it goes")
 	fs.IntVar(&o.redisRequests, "redis-requests", 0, "requests of each redis-benchmark test (default: 20000 per second of -duration)")

@@ -74,7 +74,7 @@ func (b *bench) startAll(ctx context.Context, stderr io.Writer) error {
 	}
 	b.svc = &side{name: "tokensvc", records: tokensvcRecords}
 	b.nv = &side{name: "naive", records: naiveRecords}
-	if b.o.before != "" {
+	if b.o.before != "" || len(b.o.beforeSet) > 0 {
 		b.bf = &side{name: "before", records: tokensvcRecords}
 	}
 	for _, sd := range b.sides() {
@@ -92,12 +92,14 @@ func (b *bench) startAll(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	if b.bf != nil {
-		bin, err := filepath.Abs(b.o.before)
-		if err != nil {
-			return err
+		before := bin // -before-set alone: the same binary with other settings
+		if b.o.before != "" {
+			if before, err = filepath.Abs(b.o.before); err != nil {
+				return err
+			}
 		}
-		if err := b.startTokensvc(ctx, stderr, b.bf, bin); err != nil {
-			return fmt.Errorf("-before %s: %w", b.o.before, err)
+		if err := b.startTokensvc(ctx, stderr, b.bf, before); err != nil {
+			return fmt.Errorf("-before %s: %w", before, err)
 		}
 	}
 	return b.startNaive(ctx, stderr)
