@@ -98,9 +98,10 @@ func testRevokeThenRestore(t *testing.T, s server.Store) {
 	wantErr(t, "second Restore", s.Restore(ctx, id, old), store.ErrRevoked)
 }
 
-// Revoking the minting key between Take and Restore revokes the restored
-// record: it keeps the epoch it was minted under.
-func testRevokeKeyThenRestore(t *testing.T, s server.Store) {
+// takeThenRevokeKey puts a record of key "k", takes it as a refresh does,
+// and revokes every token of "k" before the refresh goes on.
+func takeThenRevokeKey(t *testing.T, s server.Store) (store.ID, store.Record) {
+	t.Helper()
 	ctx := context.Background()
 	rec := NewRecord(`{}`, time.Hour)
 	rec.KeyID = "k"
@@ -112,13 +113,21 @@ func testRevokeKeyThenRestore(t *testing.T, s server.Store) {
 	if _, err := s.RevokeKey(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
+	return id, old
+}
+
+// Revoking the minting key between Take and Restore revokes the restored
+// record: it keeps the epoch it was minted under.
+func testRevokeKeyThenRestore(t *testing.T, s server.Store) {
+	ctx := context.Background()
+	id, old := takeThenRevokeKey(t, s)
 	if err := s.Restore(ctx, id, old); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	if got, err := s.Get(ctx, id); err != nil || got.State != store.Revoked {
 		t.Fatalf("Get of the restored record: %+v, %v; want revoked", got, err)
 	}
-	_, err = s.Consume(ctx, id, time.Now(), "")
+	_, err := s.Consume(ctx, id, time.Now(), "")
 	wantErr(t, "Consume of the restored record", err, store.ErrRevoked)
 }
 
@@ -148,20 +157,11 @@ func testRestoreNeedsTake(t *testing.T, s server.Store) {
 // the current epoch whatever it carries.
 func testSuccessorKeepsEpoch(t *testing.T, s server.Store) {
 	ctx := context.Background()
-	rec := NewRecord(`{}`, time.Hour)
-	rec.KeyID = "k"
-	id := put(t, s, rec)
-	old, err := s.Take(ctx, id, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RevokeKey(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
+	_, old := takeThenRevokeKey(t, s)
 	next := old
 	next.SessionStart, next.CreatedAt, next.ExpiresAt = old.CreatedAt, old.CreatedAt.Add(time.Millisecond), old.ExpiresAt
 	succ := put(t, s, next)
-	_, err = s.Consume(ctx, succ, time.Now(), "")
+	_, err := s.Consume(ctx, succ, time.Now(), "")
 	wantErr(t, "Consume of a successor minted across a key revocation", err, store.ErrRevoked)
 
 	fresh := NewRecord(`{}`, time.Hour)
