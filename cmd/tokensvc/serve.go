@@ -40,7 +40,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer, ready func
 	// returns is written out.
 	lw := newLogWriter(stdout, logFlushEvery)
 	defer lw.Close()
-	log := slog.New(flushingHandler{slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: cfg.LogLevel}), lw})
+	log := slog.New(newLogHandler(lw, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting", "version", version())
 	startProfiling(log)
 
