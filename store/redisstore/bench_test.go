@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +24,11 @@ import (
 // these figures with each other, and tokenbench's for the service.
 //
 //	go test -run '^$' -bench . -benchmem ./store/redisstore/
+//
+// The single-call benchmarks also report redis-µs/call: the time Redis
+// spent in each script call (INFO commandstats, EVALSHA's usec_per_call,
+// its nested commands included), the figure that sizes a Redis for a
+// load, which round trips hide.
 
 // benchSealed is the size of a sealed 150-byte bundle (AES-GCM adds a
 // 16-byte tag).
@@ -52,6 +59,42 @@ func newBenchRedis(b *testing.B) (*redisstore.Store, redis.UniversalClient) {
 	return s, c
 }
 
+// redisTime resets Redis's command statistics, for reportRedisTime after
+// the loop.
+func redisTime(b *testing.B, c redis.UniversalClient) {
+	b.Helper()
+	if err := c.ConfigResetStat(context.Background()).Err(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// reportRedisTime reports the mean time Redis spent in each EVALSHA since
+// redisTime, as redis-µs/call.
+func reportRedisTime(b *testing.B, c redis.UniversalClient) {
+	b.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		stats, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
+		if !ok {
+			continue
+		}
+		for field := range strings.SplitSeq(stats, ",") {
+			if v, ok := strings.CutPrefix(field, "usec_per_call="); ok {
+				us, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(us, "redis-µs/call")
+				return
+			}
+		}
+	}
+	b.Fatal("no EVALSHA in INFO commandstats")
+}
+
 func benchRecord(b *testing.B) store.Record {
 	b.Helper()
 	sealed := make([]byte, benchSealed)
@@ -63,11 +106,13 @@ func benchRecord(b *testing.B) store.Record {
 	return rec
 }
 
-// benchPut stores n records and returns their IDs.
-func benchPut(b *testing.B, s *redisstore.Store, n int) []store.ID {
+// benchPut stores n records and returns their IDs; with history, records
+// that keep one.
+func benchPut(b *testing.B, s *redisstore.Store, n int, history bool) []store.ID {
 	b.Helper()
 	ids := make([]store.ID, n)
 	rec := benchRecord(b)
+	rec.History = history
 	for i := range ids {
 		ids[i] = storetest.NewID(b)
 		if err := s.Put(context.Background(), ids[i], rec, ""); err != nil {
@@ -77,41 +122,68 @@ func benchPut(b *testing.B, s *redisstore.Store, n int) []store.ID {
 	return ids
 }
 
-func BenchmarkRedisPut(b *testing.B) {
-	s, _ := newBenchRedis(b)
+func BenchmarkRedisPut(b *testing.B)        { benchmarkRedisPut(b, false) }
+func BenchmarkRedisPutHistory(b *testing.B) { benchmarkRedisPut(b, true) }
+
+func benchmarkRedisPut(b *testing.B, history bool) {
+	s, c := newBenchRedis(b)
 	rec := benchRecord(b)
+	rec.History = history
 	ctx := context.Background()
 	// Fresh IDs from a counter under a random stem: crypto/rand is not
 	// what is measured.
 	id := storetest.NewID(b)
 	var n uint64
 	b.ReportAllocs()
+	redisTime(b, c)
 	for b.Loop() {
 		n++
 		binary.BigEndian.PutUint64(id[8:], n)
-		if err := s.Put(ctx, id, rec, ""); err != nil {
+		if err := s.Put(ctx, id, rec, "mint"); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportRedisTime(b, c)
 }
 
-func BenchmarkRedisConsume(b *testing.B) {
-	s, _ := newBenchRedis(b)
-	ids := benchPut(b, s, 1000)
+func BenchmarkRedisConsume(b *testing.B)        { benchmarkRedisConsume(b, false) }
+func BenchmarkRedisConsumeHistory(b *testing.B) { benchmarkRedisConsume(b, true) }
+
+func benchmarkRedisConsume(b *testing.B, history bool) {
+	s, c := newBenchRedis(b)
+	ids := benchPut(b, s, 1000, history)
 	ctx := context.Background()
 	b.ReportAllocs()
+	redisTime(b, c)
 	i := 0
 	for b.Loop() {
-		if _, err := s.Consume(ctx, ids[i%len(ids)], time.Now(), ""); err != nil {
+		if _, err := s.Consume(ctx, ids[i%len(ids)], time.Now(), "verify"); err != nil {
 			b.Fatal(err)
 		}
 		i++
 	}
+	reportRedisTime(b, c)
+}
+
+func BenchmarkRedisGet(b *testing.B) {
+	s, c := newBenchRedis(b)
+	ids := benchPut(b, s, 1000, false)
+	ctx := context.Background()
+	b.ReportAllocs()
+	redisTime(b, c)
+	i := 0
+	for b.Loop() {
+		if _, err := s.Get(ctx, ids[i%len(ids)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	reportRedisTime(b, c)
 }
 
 func BenchmarkRedisConsumeMany100(b *testing.B) {
 	s, _ := newBenchRedis(b)
-	ids := benchPut(b, s, 100)
+	ids := benchPut(b, s, 100, false)
 	ctx := context.Background()
 	b.ReportAllocs()
 	n := 0
@@ -130,7 +202,7 @@ func BenchmarkRedisConsumeMany100(b *testing.B) {
 // under HTTP load: what the connection pool makes of concurrent calls.
 func BenchmarkRedisConsumeParallel(b *testing.B) {
 	s, _ := newBenchRedis(b)
-	ids := benchPut(b, s, 1000)
+	ids := benchPut(b, s, 1000, false)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.SetParallelism(8)

@@ -69,3 +69,41 @@ func TestRedisHistoryLayout(t *testing.T) {
 		t.Fatalf("Annotate created %q", keys)
 	}
 }
+
+// Put starts a history afresh: a list left behind by an earlier record of
+// the same ID (deleted or evicted without its history), or a key of
+// another type there, gives way to a list of the mint alone, with the
+// record's TTL.
+func TestRedisPutStartsHistoryAfresh(t *testing.T) {
+	s, c, prefix := newRedis(t)
+	ctx := context.Background()
+	rec := storetest.NewRecord(`{"a":"b"}`, time.Hour)
+	rec.History = true
+	for _, left := range []string{"list", "string"} {
+		id := storetest.NewID(t)
+		group := fmt.Sprintf("{%02x}", id[0])
+		record, hist := prefix+group+"t:"+string(id[:]), prefix+group+"h:"+string(id[:])
+		if left == "list" {
+			if err := s.Put(ctx, id, rec, "first"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Consume(ctx, id, time.Now(), "use"); err != nil {
+				t.Fatal(err)
+			}
+			c.Del(ctx, record)
+			c.PExpire(ctx, hist, time.Minute)
+		} else {
+			c.Set(ctx, hist, "x", time.Minute)
+		}
+		if err := s.Put(ctx, id, rec, "again"); err != nil {
+			t.Fatalf("%s left: Put: %v", left, err)
+		}
+		h, err := s.History(ctx, id)
+		if err != nil || len(h) != 1 || h[0].Note != "again" || !h[0].At.Equal(rec.CreatedAt) {
+			t.Fatalf("%s left: history %+v, %v; want the mint alone", left, h, err)
+		}
+		if ttl, _ := c.PTTL(ctx, hist).Result(); ttl < 59*time.Minute {
+			t.Fatalf("%s left: history PTTL %v, want the record's", left, ttl)
+		}
+	}
+}

@@ -1,0 +1,7 @@
+package redisstore
+
+// For the external tests: the scripts' prelude and the envelope encoder.
+var (
+	LuaParse     = luaParse
+	EncodeRecord = encodeRecord
+)
