@@ -24,12 +24,16 @@ const (
 	logBufferSize = 64 << 10
 )
 
-// logWriter is the buffer between the JSON log and standard output.
+// logWriter is the buffer between the JSON log and standard output. Each
+// Write is one whole line, and the output is only ever cut between lines:
+// the audit trail may write to the same standard output between two of
+// its writes.
 type logWriter struct {
-	mu   sync.Mutex
-	buf  *bufio.Writer
-	stop chan struct{}
-	done chan struct{}
+	mu     sync.Mutex
+	buf    *bufio.Writer
+	closed bool // after Close every line is written at once
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 // newLogWriter buffers out and writes it out every interval.
@@ -53,11 +57,22 @@ func (w *logWriter) flushEvery(interval time.Duration) {
 	}
 }
 
-// Write buffers p; a full buffer is written out first.
+// Write buffers the line p. What is buffered is written out first if p
+// does not fit beside it (a line longer than the buffer is written out on
+// its own), and p at once after Close.
 func (w *logWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.buf.Write(p)
+	if len(p) > w.buf.Available() && w.buf.Buffered() > 0 {
+		if err := w.buf.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := w.buf.Write(p)
+	if err == nil && w.closed {
+		err = w.buf.Flush()
+	}
+	return n, err
 }
 
 // Flush writes out what is buffered.
@@ -68,8 +83,7 @@ func (w *logWriter) Flush() error {
 }
 
 // Close stops the timer and writes out the rest. Lines logged afterwards
-// are still buffered, and written by the next Flush or when the buffer
-// fills: call Close last.
+// (by a handler that outlived the shutdown timeout) are written at once.
 func (w *logWriter) Close() error {
 	select {
 	case <-w.stop:
@@ -77,7 +91,10 @@ func (w *logWriter) Close() error {
 		close(w.stop)
 		<-w.done
 	}
-	return w.Flush()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	return w.buf.Flush()
 }
 
 // flushingHandler is the service's log handler: slog's JSON handler,

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -51,6 +52,41 @@ func TestLogWriter(t *testing.T) {
 			t.Fatal("the timer never wrote the access line out")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The output is only ever cut between lines, so another writer of the
+// same standard output (the audit trail) can never land inside one; and a
+// line logged after Close (a handler that outlived the shutdown) is
+// written at once.
+func TestLogWriterKeepsLinesWhole(t *testing.T) {
+	out := &lockedBuffer{}
+	lw := newLogWriter(out, time.Hour)
+	long := `{"msg":"request","request_id":"` + strings.Repeat("a", 40<<10) + "\"}\n"  // two do not fit in the buffer
+	huge := `{"msg":"request","request_id":"` + strings.Repeat("b", 100<<10) + "\"}\n" // larger than the buffer
+	for _, line := range []string{long, long, huge, long} {
+		if _, err := lw.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+		out.Write([]byte(`{"audit":"event"}` + "\n")) // a write between two of the log's
+	}
+	if err := lw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lw.Write([]byte(`{"msg":"request","late":true}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 9 {
+		t.Fatalf("%d lines written, want 9 (4 access lines, 4 audit lines, the late line)", len(lines))
+	}
+	for i, l := range lines {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("line %d is not whole JSON: %.80q…", i+1, l)
+		}
+	}
+	if !strings.Contains(lines[8], `"late":true`) {
+		t.Fatalf("the line logged after Close was not written: last line %.80q", lines[8])
 	}
 }
 
