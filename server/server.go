@@ -160,7 +160,10 @@ type Limiter interface {
 type Config struct {
 	Store    Store
 	Partners Partners
-	Logger   *slog.Logger
+	// Logger gets the warnings and one "request" line per request. The
+	// request lines carry no caller (their source would be the same line
+	// every time), so a handler with AddSource shows none for them.
+	Logger *slog.Logger
 	// TokenTTL is the lifetime of a token when neither the request nor the
 	// partner key names one. Default DefaultTokenTTL.
 	TokenTTL time.Duration
