@@ -162,9 +162,10 @@ func TestRedisWrongTypeIsNotAnOutage(t *testing.T) {
 	}
 }
 
-// A Redis that lost its script cache (restart, SCRIPT FLUSH) still serves
-// the pipelined batch: the scripts are loaded again and the batch retried.
-func TestRedisConsumeManyAfterScriptFlush(t *testing.T) {
+// afterScriptFlush is a store holding one record, {"a":1}, on a Redis
+// whose script cache was flushed since (as a restart does).
+func afterScriptFlush(t *testing.T) (*redisstore.Store, store.ID) {
+	t.Helper()
 	s, c, _ := newRedis(t)
 	ctx := context.Background()
 	id := storetest.NewID(t)
@@ -174,6 +175,14 @@ func TestRedisConsumeManyAfterScriptFlush(t *testing.T) {
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
+	return s, id
+}
+
+// A Redis that lost its script cache (restart, SCRIPT FLUSH) still serves
+// the pipelined batch: the scripts are loaded again and the batch retried.
+func TestRedisConsumeManyAfterScriptFlush(t *testing.T) {
+	s, id := afterScriptFlush(t)
+	ctx := context.Background()
 	res := s.ConsumeMany(ctx, []store.ID{id, id}, time.Now(), "")
 	for i, r := range res {
 		if r.Err != nil || string(r.Record.Bundle) != `{"a":1}` {
@@ -184,15 +193,8 @@ func TestRedisConsumeManyAfterScriptFlush(t *testing.T) {
 
 // GetMany shares ConsumeMany's pipeline, NOSCRIPT retry included.
 func TestRedisGetManyAfterScriptFlush(t *testing.T) {
-	s, c, _ := newRedis(t)
+	s, id := afterScriptFlush(t)
 	ctx := context.Background()
-	id := storetest.NewID(t)
-	if err := s.Put(ctx, id, storetest.NewRecord(`{"a":1}`, time.Hour), ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
 	res := s.GetMany(ctx, []store.ID{id, storetest.NewID(t)})
 	if res[0].Err != nil || string(res[0].Record.Bundle) != `{"a":1}` || !errors.Is(res[1].Err, store.ErrNotFound) {
 		t.Fatalf("GetMany after SCRIPT FLUSH: %+v", res)
